@@ -1,0 +1,144 @@
+//! Descriptor tables and the segment/control register state each entry mode
+//! needs. KVM takes the hidden segment state from `kvm_sregs`, but guests
+//! also read the GDT in memory (`lsl`, `sgdt`, reloading a selector), so the
+//! two are built from the same descriptor values.
+
+use crate::{layout, Error, Result};
+use kvm_bindings::{kvm_segment, kvm_sregs};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+/// Selector of the flat 32-bit code segment.
+pub const CODE32_SELECTOR: u16 = 0x08;
+/// Selector of the flat data segment.
+pub const DATA_SELECTOR: u16 = 0x10;
+/// Selector of the 64-bit code segment.
+pub const CODE64_SELECTOR: u16 = 0x18;
+/// Selector of the (dummy) task state segment KVM requires in TR.
+pub const TSS_SELECTOR: u16 = 0x20;
+
+/// The GDT: null, code32, data, code64, TSS. Descriptor encoding: base 0,
+/// limit 0xFFFFF pages (4 GiB) except the TSS.
+pub const GDT: [u64; 5] = [
+    0,
+    0x00cf_9b00_0000_ffff, // code: present, DPL0, exec/read, accessed, D=1, G=1
+    0x00cf_9300_0000_ffff, // data: present, DPL0, read/write, accessed, B=1, G=1
+    0x00af_9b00_0000_ffff, // code: as above with L=1, D=0
+    0x0000_8b00_0000_0067, // TSS: present, busy 32-bit TSS, limit 0x67
+];
+
+/// CR0.PE: protected mode.
+pub const CR0_PE: u64 = 1;
+/// CR0.ET: extension type (always 1 on modern CPUs).
+pub const CR0_ET: u64 = 1 << 4;
+
+/// Processor mode a boot protocol enters the kernel in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// 32-bit protected mode, flat segments, paging off (Multiboot, PVH).
+    Protected32,
+}
+
+/// Writes the GDT at [`layout::GDT_ADDR`].
+pub fn write_gdt(mem: &GuestMemoryMmap) -> Result<()> {
+    for (i, entry) in GDT.iter().enumerate() {
+        let addr = layout::GDT_ADDR + 8 * i as u64;
+        mem.write_obj(*entry, GuestAddress(addr))
+            .map_err(|source| Error::GuestMemory { addr, source })?;
+    }
+    Ok(())
+}
+
+/// Decodes a GDT descriptor into KVM's segment form.
+pub fn segment(selector: u16) -> kvm_segment {
+    let entry = GDT[usize::from(selector >> 3)];
+    let base = ((entry >> 16) & 0xff_ffff) | ((entry >> 32) & 0xff00_0000);
+    let raw_limit = (entry & 0xffff) | ((entry >> 32) & 0xf_0000);
+    let g = ((entry >> 55) & 1) as u8;
+    let limit = if g == 1 {
+        (raw_limit << 12) | 0xfff
+    } else {
+        raw_limit
+    };
+    kvm_segment {
+        base,
+        limit: limit as u32,
+        selector,
+        type_: ((entry >> 40) & 0xf) as u8,
+        s: ((entry >> 44) & 1) as u8,
+        dpl: ((entry >> 45) & 3) as u8,
+        present: ((entry >> 47) & 1) as u8,
+        avl: ((entry >> 52) & 1) as u8,
+        l: ((entry >> 53) & 1) as u8,
+        db: ((entry >> 54) & 1) as u8,
+        g,
+        unusable: 0,
+        padding: 0,
+    }
+}
+
+/// Sets `sregs` for `mode`, keeping what KVM initialised that the mode does
+/// not define (APIC base, for instance).
+pub fn setup_sregs(sregs: &mut kvm_sregs, mode: Mode) {
+    match mode {
+        Mode::Protected32 => protected32(sregs),
+    }
+}
+
+fn protected32(sregs: &mut kvm_sregs) {
+    let data = segment(DATA_SELECTOR);
+    sregs.cs = segment(CODE32_SELECTOR);
+    sregs.ds = data;
+    sregs.es = data;
+    sregs.fs = data;
+    sregs.gs = data;
+    sregs.ss = data;
+    sregs.tr = segment(TSS_SELECTOR);
+    sregs.ldt = kvm_segment {
+        unusable: 1,
+        type_: 2,
+        present: 1,
+        ..Default::default()
+    };
+    sregs.gdt.base = layout::GDT_ADDR;
+    sregs.gdt.limit = (GDT.len() * 8 - 1) as u16;
+    // No IDT: a fault before the kernel installs its own is a triple fault,
+    // which the monitor reports, instead of a jump into garbage.
+    sregs.idt.base = 0;
+    sregs.idt.limit = 0;
+    sregs.cr0 = CR0_PE | CR0_ET;
+    sregs.cr3 = 0;
+    sregs.cr4 = 0;
+    sregs.efer = 0;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flat_segments_decode() {
+        let cs = segment(CODE32_SELECTOR);
+        assert_eq!(
+            (cs.base, cs.limit, cs.type_, cs.db, cs.l),
+            (0, 0xffff_ffff, 0xb, 1, 0)
+        );
+        assert_eq!((cs.present, cs.s, cs.g, cs.dpl), (1, 1, 1, 0));
+        let ds = segment(DATA_SELECTOR);
+        assert_eq!((ds.limit, ds.type_, ds.db), (0xffff_ffff, 0x3, 1));
+        let cs64 = segment(CODE64_SELECTOR);
+        assert_eq!((cs64.l, cs64.db), (1, 0));
+        let tr = segment(TSS_SELECTOR);
+        assert_eq!((tr.limit, tr.type_, tr.s, tr.g), (0x67, 0xb, 0, 0));
+    }
+
+    #[test]
+    fn protected_mode_has_paging_off() {
+        let mut sregs = kvm_sregs::default();
+        setup_sregs(&mut sregs, Mode::Protected32);
+        assert_eq!(sregs.cr0 & (1 << 31), 0);
+        assert_eq!(sregs.cr0 & CR0_PE, CR0_PE);
+        assert_eq!(sregs.cs.selector, CODE32_SELECTOR);
+        assert_eq!(sregs.ss.selector, DATA_SELECTOR);
+        assert_eq!(sregs.gdt.limit, 39);
+    }
+}

@@ -1,0 +1,63 @@
+use thiserror::Error;
+
+/// Errors found while loading a kernel. Each names the field or offset at
+/// fault so a user can tell a truncated file from a hostile one.
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("kernel image is empty")]
+    EmptyImage,
+    #[error("no supported kernel format found (no Multiboot header in the first 8 KiB)")]
+    UnknownFormat,
+    #[error("multiboot header at offset {offset:#x}: checksum mismatch (magic + flags + checksum = {sum:#x}, must be 0)")]
+    BadChecksum { offset: usize, sum: u32 },
+    #[error("multiboot header at offset {offset:#x}: truncated ({needed} bytes needed, file has {available})")]
+    TruncatedHeader {
+        offset: usize,
+        needed: usize,
+        available: usize,
+    },
+    #[error(
+        "multiboot header at offset {offset:#x} lies past the first 8 KiB the specification allows"
+    )]
+    HeaderTooFar { offset: usize },
+    #[error("multiboot header: required flag bits {bits:#x} are not supported")]
+    UnsupportedFlags { bits: u32 },
+    #[error("multiboot header: {field} = {value:#x}: {why}")]
+    BadField {
+        field: &'static str,
+        value: u64,
+        why: &'static str,
+    },
+    #[error("ELF: {0}")]
+    Elf(String),
+    #[error("{what} [{start:#x}, {end:#x}) does not fit in guest memory (RAM ends at {ram_end:#x}; raise --mem)")]
+    DoesNotFit {
+        what: String,
+        start: u64,
+        end: u64,
+        ram_end: u64,
+    },
+    #[error("{what} [{start:#x}, {end:#x}) overlaps ukvm's boot structures [0, {boot_end:#x})")]
+    OverlapsBootArea {
+        what: String,
+        start: u64,
+        end: u64,
+        boot_end: u64,
+    },
+    #[error("command line is {len} bytes; at most {max} are supported")]
+    CmdlineTooLong { len: usize, max: usize },
+    #[error("command line contains a NUL byte at offset {0}")]
+    CmdlineNul(usize),
+    #[error("too many modules ({count}; at most {max})")]
+    TooManyModules { count: usize, max: usize },
+    #[error("module strings take {len} bytes; at most {max} are supported")]
+    ModuleStringsTooLong { len: usize, max: usize },
+    #[error("writing guest memory at {addr:#x}: {source}")]
+    GuestMemory {
+        addr: u64,
+        source: vm_memory::GuestMemoryError,
+    },
+}
+
+/// Result alias of this crate.
+pub type Result<T> = std::result::Result<T, Error>;

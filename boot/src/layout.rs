@@ -1,0 +1,220 @@
+//! Guest physical memory layout. Everything ukvm writes for the guest lives
+//! in the first 64 KiB ("boot area"); kernels load at or above 1 MiB.
+//!
+//! ```text
+//! 0x0000_0000  IVT, BIOS Data Area (0x400..0x500)
+//! 0x0000_0500  GDT
+//! 0x0000_1000  Multiboot info, memory map (0x1100), loader name (0x1800)
+//! 0x0000_2000  Multiboot module list, module strings (0x2400)
+//! 0x0000_8000  kernel command line (4 KiB)
+//! 0x0000_9000  page tables for 64-bit entry (PML4, PDPT, PDs)
+//! 0x0009_FC00  EBDA / VGA / ROM hole (reported reserved)
+//! 0x0010_0000  kernel
+//! 0xC000_0000  MMIO hole: PCI BARs, IOAPIC, LAPIC (no RAM)
+//! 0x1_0000_0000  RAM above 3 GiB continues here
+//! ```
+
+use crate::{Error, Result};
+use vm_memory::GuestAddress;
+
+/// Address of the Global Descriptor Table.
+pub const GDT_ADDR: u64 = 0x500;
+/// Address of the Multiboot information structure.
+pub const MB_INFO_ADDR: u64 = 0x1000;
+/// Address of the Multiboot memory map.
+pub const MB_MMAP_ADDR: u64 = 0x1100;
+/// Address of the boot loader name string.
+pub const MB_LOADER_NAME_ADDR: u64 = 0x1800;
+/// Address of the Multiboot module list.
+pub const MB_MODS_ADDR: u64 = 0x2000;
+/// Maximum number of Multiboot modules (16 bytes each up to `MB_MOD_STRINGS_ADDR`).
+pub const MB_MAX_MODULES: usize = 64;
+/// Address of the module strings.
+pub const MB_MOD_STRINGS_ADDR: u64 = 0x2400;
+/// Space for module strings, NULs included.
+pub const MB_MOD_STRINGS_SIZE: usize = 0x1c00;
+/// Address of the kernel command line.
+pub const CMDLINE_ADDR: u64 = 0x8000;
+/// Longest command line, without its NUL.
+pub const CMDLINE_MAX: usize = 4095;
+/// Page tables for protocols entered in long mode.
+pub const PAGE_TABLES_ADDR: u64 = 0x9000;
+/// End of the boot area: no kernel byte may land below it.
+pub const BOOT_AREA_END: u64 = 0x10000;
+/// Start of the reserved EBDA/VGA/ROM range under 1 MiB.
+pub const EBDA_START: u64 = 0x9fc00;
+/// Where "high" memory starts.
+pub const HIGH_MEM_START: u64 = 0x10_0000;
+/// Start of the MMIO hole below 4 GiB.
+pub const MMIO_HOLE_START: u64 = 0xc000_0000;
+/// First address above 4 GiB.
+pub const FOUR_GIB: u64 = 0x1_0000_0000;
+/// Smallest RAM size that can hold the boot area and a kernel at 1 MiB.
+pub const MIN_MEM_SIZE: u64 = 2 << 20;
+/// Largest RAM size ukvm accepts (64 GiB).
+pub const MAX_MEM_SIZE: u64 = 64 << 30;
+
+/// The RAM ranges `(start, size)` for a guest with `mem_size` bytes of RAM:
+/// one range below the MMIO hole, and the rest above 4 GiB.
+pub fn ram_ranges(mem_size: u64) -> Vec<(GuestAddress, usize)> {
+    let low = mem_size.min(MMIO_HOLE_START);
+    let mut ranges = vec![(GuestAddress(0), low as usize)];
+    if mem_size > low {
+        ranges.push((GuestAddress(FOUR_GIB), (mem_size - low) as usize));
+    }
+    ranges
+}
+
+/// First address past the RAM below 4 GiB.
+pub fn low_ram_end(mem_size: u64) -> u64 {
+    mem_size.min(MMIO_HOLE_START)
+}
+
+/// Kind of a memory map entry, numbered as in Multiboot and E820.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryType {
+    /// RAM the guest may use.
+    Available = 1,
+    /// Addresses the guest must not use as RAM.
+    Reserved = 2,
+}
+
+/// One entry of the guest memory map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryRange {
+    /// First address.
+    pub start: u64,
+    /// Length in bytes.
+    pub len: u64,
+    /// What the range is.
+    pub kind: MemoryType,
+}
+
+/// The memory map every boot protocol reports (Multiboot mmap, E820): low
+/// RAM, the EBDA/ROM hole, RAM from 1 MiB (Rumprun needs an entry starting
+/// exactly there), the MMIO hole, and RAM above 4 GiB if any.
+pub fn memory_map(mem_size: u64) -> Vec<MemoryRange> {
+    let low_end = low_ram_end(mem_size);
+    let range = |start, end, kind| MemoryRange {
+        start,
+        len: end - start,
+        kind,
+    };
+    let mut map = vec![
+        range(0, EBDA_START, MemoryType::Available),
+        range(EBDA_START, HIGH_MEM_START, MemoryType::Reserved),
+        range(HIGH_MEM_START, low_end, MemoryType::Available),
+        range(MMIO_HOLE_START, FOUR_GIB, MemoryType::Reserved),
+    ];
+    if mem_size > low_end {
+        map.push(range(
+            FOUR_GIB,
+            FOUR_GIB + mem_size - low_end,
+            MemoryType::Available,
+        ));
+    }
+    map
+}
+
+/// Checks that a command line can be given to a kernel as a C string.
+pub fn check_cmdline(cmdline: &str) -> Result<()> {
+    if cmdline.len() > CMDLINE_MAX {
+        return Err(Error::CmdlineTooLong {
+            len: cmdline.len(),
+            max: CMDLINE_MAX,
+        });
+    }
+    if let Some(pos) = cmdline.bytes().position(|b| b == 0) {
+        return Err(Error::CmdlineNul(pos));
+    }
+    Ok(())
+}
+
+/// Checks that `[start, end)` lies in RAM below the MMIO hole and above the
+/// boot area; `what` names the range in the error.
+pub fn check_range(what: &str, start: u64, end: u64, mem_size: u64) -> Result<()> {
+    let ram_end = low_ram_end(mem_size);
+    if end < start || end > ram_end {
+        return Err(Error::DoesNotFit {
+            what: what.to_string(),
+            start,
+            end,
+            ram_end,
+        });
+    }
+    if start < BOOT_AREA_END && end > start {
+        return Err(Error::OverlapsBootArea {
+            what: what.to_string(),
+            start,
+            end,
+            boot_end: BOOT_AREA_END,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ram_splits_around_mmio_hole() {
+        assert_eq!(ram_ranges(64 << 20), vec![(GuestAddress(0), 64 << 20)]);
+        let r = ram_ranges(4 << 30);
+        assert_eq!(r[0], (GuestAddress(0), MMIO_HOLE_START as usize));
+        assert_eq!(r[1], (GuestAddress(FOUR_GIB), 1 << 30));
+    }
+
+    #[test]
+    fn ranges_outside_ram_or_in_boot_area_are_refused() {
+        assert!(check_range("k", 0x100000, 0x200000, 4 << 20).is_ok());
+        assert!(matches!(
+            check_range("k", 0x100000, 0x500000, 4 << 20),
+            Err(Error::DoesNotFit { .. })
+        ));
+        assert!(matches!(
+            check_range("k", 0x8000, 0x20000, 4 << 20),
+            Err(Error::OverlapsBootArea { .. })
+        ));
+        assert!(matches!(
+            check_range("k", 0x200000, 0x100000, 4 << 20),
+            Err(Error::DoesNotFit { .. })
+        ));
+    }
+
+    #[test]
+    fn memory_map_has_an_entry_at_one_mib() {
+        let map = memory_map(64 << 20);
+        assert_eq!(
+            map[0],
+            MemoryRange {
+                start: 0,
+                len: 0x9fc00,
+                kind: MemoryType::Available
+            }
+        );
+        assert_eq!(map[2].start, HIGH_MEM_START);
+        assert_eq!(map[2].start + map[2].len, 64 << 20);
+        assert_eq!(map[2].kind, MemoryType::Available);
+        assert_eq!(map.len(), 4);
+        let big = memory_map(5 << 30);
+        assert_eq!(
+            big[4],
+            MemoryRange {
+                start: FOUR_GIB,
+                len: 2 << 30,
+                kind: MemoryType::Available
+            }
+        );
+    }
+
+    #[test]
+    fn cmdline_limits() {
+        assert!(check_cmdline("console=ttyS0").is_ok());
+        assert!(matches!(
+            check_cmdline(&"x".repeat(CMDLINE_MAX + 1)),
+            Err(Error::CmdlineTooLong { .. })
+        ));
+        assert!(matches!(check_cmdline("a\0b"), Err(Error::CmdlineNul(1))));
+    }
+}

@@ -1,0 +1,175 @@
+//! The VM configuration and its builder. Everything a user can get wrong is
+//! checked in [`VmConfig::build`] before any KVM object exists.
+
+use crate::error::{Error, Result};
+use crate::vm::Vm;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+use ukvm_boot::layout;
+
+/// Default guest memory, in MiB.
+pub const DEFAULT_MEM_MIB: u64 = 64;
+
+/// Where the kernel comes from.
+#[derive(Debug, Clone)]
+pub enum Kernel {
+    /// A file on the host.
+    Path(PathBuf),
+    /// An image already in memory (embedded demo, tests).
+    Bytes {
+        /// Name used in error messages.
+        name: String,
+        /// The image.
+        bytes: Vec<u8>,
+    },
+}
+
+/// A Multiboot module: a file loaded next to the kernel, with a string.
+#[derive(Debug, Clone)]
+pub struct ModuleConfig {
+    /// Host file.
+    pub path: PathBuf,
+    /// String passed with the module (defaults to the file name).
+    pub string: String,
+}
+
+/// Configuration of one VM. Build with the setters, then call
+/// [`VmConfig::build`].
+pub struct VmConfig {
+    pub(crate) kernel: Option<Kernel>,
+    pub(crate) cmdline: String,
+    pub(crate) mem_mib: u64,
+    pub(crate) modules: Vec<ModuleConfig>,
+    pub(crate) serial: Box<dyn Write + Send>,
+    pub(crate) disks: Vec<String>,
+    pub(crate) nets: Vec<String>,
+    pub(crate) start: Option<Instant>,
+    pub(crate) args_parsed: Option<Instant>,
+}
+
+impl Default for VmConfig {
+    fn default() -> Self {
+        VmConfig {
+            kernel: None,
+            cmdline: String::new(),
+            mem_mib: DEFAULT_MEM_MIB,
+            modules: Vec::new(),
+            serial: Box::new(std::io::stdout()),
+            disks: Vec::new(),
+            nets: Vec::new(),
+            start: None,
+            args_parsed: None,
+        }
+    }
+}
+
+impl VmConfig {
+    /// A configuration with no kernel, an empty command line,
+    /// [`DEFAULT_MEM_MIB`] of memory and the serial console on stdout.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Boots the kernel in file `path`.
+    pub fn kernel_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.kernel = Some(Kernel::Path(path.into()));
+        self
+    }
+
+    /// Boots the kernel image `bytes`; `name` appears in error messages.
+    pub fn kernel_bytes(mut self, name: impl Into<String>, bytes: Vec<u8>) -> Self {
+        self.kernel = Some(Kernel::Bytes {
+            name: name.into(),
+            bytes,
+        });
+        self
+    }
+
+    /// Sets the kernel command line.
+    pub fn cmdline(mut self, cmdline: impl Into<String>) -> Self {
+        self.cmdline = cmdline.into();
+        self
+    }
+
+    /// Sets the guest memory size in MiB.
+    pub fn mem_mib(mut self, mib: u64) -> Self {
+        self.mem_mib = mib;
+        self
+    }
+
+    /// Adds a Multiboot module.
+    pub fn module(mut self, path: impl Into<PathBuf>, string: Option<String>) -> Self {
+        let path = path.into();
+        let string = string.unwrap_or_else(|| path.display().to_string());
+        self.modules.push(ModuleConfig { path, string });
+        self
+    }
+
+    /// Sends the guest's serial console output to `out`.
+    pub fn serial(mut self, out: Box<dyn Write + Send>) -> Self {
+        self.serial = out;
+        self
+    }
+
+    /// Attaches a disk (`FILE[,ro|rw]`).
+    pub fn disk(mut self, spec: impl Into<String>) -> Self {
+        self.disks.push(spec.into());
+        self
+    }
+
+    /// Attaches a NIC on a TAP interface (`NAME[,mac=..]`).
+    pub fn net(mut self, spec: impl Into<String>) -> Self {
+        self.nets.push(spec.into());
+        self
+    }
+
+    /// Measures boot phases from `origin` instead of from [`VmConfig::build`]
+    /// (the CLI passes the process creation time).
+    pub fn timing_origin(mut self, origin: Instant) -> Self {
+        self.start = Some(origin);
+        self
+    }
+
+    /// Records when the caller finished parsing its arguments.
+    pub fn args_parsed_at(mut self, at: Instant) -> Self {
+        self.args_parsed = Some(at);
+        self
+    }
+
+    /// Guest memory in bytes.
+    pub(crate) fn mem_bytes(&self) -> u64 {
+        self.mem_mib << 20
+    }
+
+    /// Checks what needs no host resources.
+    pub(crate) fn validate(&self) -> Result<()> {
+        let (min, max) = (layout::MIN_MEM_SIZE >> 20, layout::MAX_MEM_SIZE >> 20);
+        if self.mem_mib < min || self.mem_mib > max {
+            return Err(Error::MemSize {
+                mib: self.mem_mib,
+                min,
+                max,
+            });
+        }
+        layout::check_cmdline(&self.cmdline)
+            .map_err(|e| Error::Config(format!("--cmdline: {e}")))?;
+        if self.kernel.is_none() {
+            return Err(Error::NoKernel);
+        }
+        if !self.disks.is_empty() {
+            return Err(Error::Unsupported("--disk"));
+        }
+        if !self.nets.is_empty() {
+            return Err(Error::Unsupported("--net"));
+        }
+        Ok(())
+    }
+
+    /// Validates the configuration, reads the kernel, creates the VM and
+    /// loads the kernel into it. The VM is ready to [`Vm::run`].
+    pub fn build(self) -> Result<Vm> {
+        self.validate()?;
+        Vm::new(self)
+    }
+}

@@ -1,0 +1,138 @@
+//! The `ukvm` command: boot a unikernel from the command line.
+
+use clap::{Args, Parser, Subcommand};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+use ukvm::{Error, VmConfig};
+
+/// The demo unikernel (tests/guests/hello.c), built by build.rs.
+static DEMO_KERNEL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hello.bin"));
+
+const AFTER_HELP: &str = "\
+Examples:
+  ukvm demo                                    boot the built-in demo unikernel
+  ukvm --kernel hello.bin --cmdline 'exit=7 hello'
+  ukvm --kernel nginx.bin --net tap0 --disk etc.iso --disk data.iso
+
+Exit status: the guest's (port 0x501: (value << 1) | 1; port 0x511: value),
+0 when the guest resets or halts. Monitor errors: 2 bad flags, 240 bad
+configuration, 241 kernel file unreadable, 242 kernel image invalid,
+243 /dev/kvm unavailable, 244 KVM or host failure, 245 device backend
+failure, 246 guest crash (triple fault, emulation failure).";
+
+#[derive(Parser)]
+#[command(name = "ukvm", version, about = "A KVM monitor for unikernels", after_help = AFTER_HELP)]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Kernel image (Multiboot).
+    #[arg(long, value_name = "FILE")]
+    kernel: Option<PathBuf>,
+    #[command(flatten)]
+    opts: Opts,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Boot the demo unikernel built into ukvm.
+    Demo {
+        #[command(flatten)]
+        opts: Opts,
+    },
+}
+
+#[derive(Args)]
+struct Opts {
+    /// Kernel command line.
+    #[arg(long, value_name = "STR", default_value = "")]
+    cmdline: String,
+    /// Guest memory in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = ukvm::config::DEFAULT_MEM_MIB)]
+    mem: u64,
+    /// Multiboot module: a file, optionally with the string the guest sees.
+    #[arg(long, value_name = "FILE[,STRING]")]
+    module: Vec<String>,
+    /// Attach a virtio-net NIC on an existing TAP interface (repeatable).
+    #[arg(long, value_name = "TAP")]
+    net: Vec<String>,
+    /// Attach a virtio-blk disk (repeatable; .iso files are read-only).
+    #[arg(long, value_name = "FILE")]
+    disk: Vec<String>,
+    /// Print boot-phase timings as JSON after the run (to stderr, or FILE).
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-")]
+    timings: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let start = ukvm::timings::process_start();
+    let cli = Cli::parse();
+    let parsed = Instant::now();
+    let (kernel, opts) = match cli.command {
+        Some(Command::Demo { opts }) => (None, opts),
+        None => match cli.kernel {
+            Some(k) => (Some(k), cli.opts),
+            None => return fail(&Error::NoKernel),
+        },
+    };
+    let mut cfg = VmConfig::new()
+        .timing_origin(start)
+        .args_parsed_at(parsed)
+        .cmdline(opts.cmdline)
+        .mem_mib(opts.mem);
+    cfg = match kernel {
+        Some(path) => cfg.kernel_path(path),
+        None => cfg.kernel_bytes("demo kernel", DEMO_KERNEL.to_vec()),
+    };
+    for m in &opts.module {
+        let (file, string) = match m.split_once(',') {
+            Some((f, s)) => (f, Some(s.to_string())),
+            None => (m.as_str(), None),
+        };
+        cfg = cfg.module(file, string);
+    }
+    for d in opts.disk {
+        cfg = cfg.disk(d);
+    }
+    for n in opts.net {
+        cfg = cfg.net(n);
+    }
+    run(cfg, opts.timings)
+}
+
+fn run(cfg: VmConfig, timings_out: Option<PathBuf>) -> ExitCode {
+    let mut vm = match cfg.build() {
+        Ok(vm) => vm,
+        Err(e) => return fail(&e),
+    };
+    let result = vm.run();
+    if let Some(path) = timings_out {
+        let json = vm.shutdown().to_json();
+        report_timings(&path, &json);
+    }
+    match result {
+        Ok(exit) => ExitCode::from(exit.status() as u8),
+        Err(e) => fail(&e),
+    }
+}
+
+fn report_timings(path: &PathBuf, json: &str) {
+    let written = if path.as_os_str() == "-" {
+        writeln!(std::io::stderr(), "{json}")
+    } else {
+        std::fs::write(path, format!("{json}\n"))
+    };
+    if let Err(e) = written {
+        eprintln!(
+            "ukvm: warning: cannot write timings to {}: {e}",
+            path.display()
+        );
+    }
+}
+
+fn fail(e: &Error) -> ExitCode {
+    eprintln!("ukvm: error: {e}");
+    ExitCode::from(e.exit_status() as u8)
+}

@@ -1,0 +1,383 @@
+//! The VM: KVM objects, guest memory, the buses, and the vCPU loop that
+//! dispatches exits to them.
+
+use crate::config::{Kernel, VmConfig};
+use crate::error::{Crash, CrashKind, Error, Result};
+use crate::timings::{Phase, Timings};
+use crate::{memory, vcpu};
+use kvm_bindings::KVM_INTERNAL_ERROR_EMULATION;
+use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use ukvm_boot::{Boot, BootParams, Module};
+use ukvm_devices::exit_ports::{self, DebugExit, UkvmPorts};
+use ukvm_devices::i8042::{self, I8042};
+use ukvm_devices::irq::IrqTrigger;
+use ukvm_devices::rtc::{self, Rtc};
+use ukvm_devices::serial::{self, Serial};
+use ukvm_devices::{Bus, Event};
+use vm_memory::GuestMemoryMmap;
+
+/// How a run ended, when the guest ended it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// The guest asked for this exit status (port 0x501 or 0x511).
+    Code(i32),
+    /// The guest reset the machine (i8042 0xFE).
+    Reset,
+    /// The guest halted with nothing left that could wake it.
+    Halted,
+}
+
+impl Exit {
+    /// The process exit status the CLI uses: the guest's code, or 0 for a
+    /// reset or a halt.
+    pub fn status(self) -> i32 {
+        match self {
+            Exit::Code(code) => code,
+            Exit::Reset | Exit::Halted => 0,
+        }
+    }
+
+    fn outcome(self) -> &'static str {
+        match self {
+            Exit::Code(_) => "exit",
+            Exit::Reset => "reset",
+            Exit::Halted => "halt",
+        }
+    }
+}
+
+/// What one exit asks the loop to do.
+enum Step {
+    Continue,
+    Stop(Exit),
+    Crash(CrashKind),
+    Fail(kvm_ioctls::Error),
+}
+
+/// A VM with its kernel loaded, ready to run.
+///
+/// Field order matters: the vCPU and VM fds drop before guest memory.
+pub struct Vm {
+    vcpu: VcpuFd,
+    vm: VmFd,
+    mem: GuestMemoryMmap,
+    pio: Bus,
+    mmio: Bus,
+    serial: Arc<Mutex<Serial>>,
+    boot: Boot,
+    timings: Timings,
+}
+
+fn kvm_err(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
+    move |source| Error::Kvm { op, source }
+}
+
+fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::KernelRead {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+impl Vm {
+    pub(crate) fn new(cfg: VmConfig) -> Result<Vm> {
+        let mut timings = Timings::new(cfg.start.unwrap_or_else(Instant::now));
+        if let Some(at) = cfg.args_parsed {
+            timings.mark_at(Phase::ArgsParsed, at);
+        }
+        let (name, image) = match cfg.kernel.clone() {
+            Some(Kernel::Path(path)) => (path.display().to_string(), read_file(&path)?),
+            Some(Kernel::Bytes { name, bytes }) => (name, bytes),
+            None => return Err(Error::NoKernel),
+        };
+        if image.is_empty() {
+            return Err(Error::Kernel {
+                name,
+                source: ukvm_boot::Error::EmptyImage,
+            });
+        }
+        let modules = cfg
+            .modules
+            .iter()
+            .map(|m| read_file(&m.path))
+            .collect::<Result<Vec<_>>>()?;
+        timings.kernel_bytes_read =
+            (image.len() + modules.iter().map(Vec::len).sum::<usize>()) as u64;
+        // Reject images with no usable header before touching KVM.
+        ukvm_boot::probe(&image).map_err(|source| Error::Kernel {
+            name: name.clone(),
+            source,
+        })?;
+
+        let kvm = Kvm::new().map_err(Error::KvmOpen)?;
+        let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
+        timings.mark(Phase::VmCreated);
+        let mem = memory::create(cfg.mem_bytes())?;
+        memory::register(&vm, &mem)?;
+        timings.mark(Phase::MemoryRegistered);
+
+        let params = BootParams {
+            cmdline: cfg.cmdline.clone(),
+            modules: cfg
+                .modules
+                .iter()
+                .zip(&modules)
+                .map(|(m, data)| Module {
+                    name: m.path.display().to_string(),
+                    data,
+                    string: m.string.clone(),
+                })
+                .collect(),
+        };
+        let boot = ukvm_boot::load(&mem, &image, &params)
+            .map_err(|source| Error::Kernel { name, source })?;
+        timings.format = boot.format.name();
+        timings.mark(Phase::KernelLoaded);
+
+        let vcpu = vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
+        vcpu::configure(&kvm, &vcpu, &boot)?;
+        timings.mark(Phase::VcpuConfigured);
+
+        let mut pio = Bus::new();
+        let serial = Arc::new(Mutex::new(Serial::new(
+            cfg.serial,
+            IrqTrigger::disconnected(),
+        )));
+        legacy_devices(&mut pio, serial.clone())?;
+        Ok(Vm {
+            vcpu,
+            vm,
+            mem,
+            pio,
+            mmio: Bus::new(),
+            serial,
+            boot,
+            timings,
+        })
+    }
+
+    /// Runs the guest until it exits, resets, halts or crashes. Serial output
+    /// is flushed before this returns.
+    pub fn run(&mut self) -> Result<Exit> {
+        let result = self.run_loop();
+        let mut serial = ukvm_devices::bus::lock(&self.serial);
+        if let Some(at) = serial.first_byte() {
+            self.timings.mark_at(Phase::FirstSerialByte, at);
+        }
+        // A console that cannot be written does not change how the guest
+        // ended; the guest's own result is what the caller wants.
+        let _ = serial.flush();
+        drop(serial);
+        let unclaimed = self.pio.unclaimed();
+        let mmio_unclaimed = self.mmio.unclaimed();
+        self.timings.unclaimed_reads = unclaimed.reads + mmio_unclaimed.reads;
+        self.timings.unclaimed_writes = unclaimed.writes + mmio_unclaimed.writes;
+        self.timings.outcome = match &result {
+            Ok(exit) => exit.outcome(),
+            Err(_) => "crash",
+        };
+        result
+    }
+
+    fn run_loop(&mut self) -> Result<Exit> {
+        self.timings.mark(Phase::FirstRun);
+        loop {
+            let step = self.step();
+            match step {
+                Step::Continue => {}
+                Step::Stop(exit) => {
+                    self.timings.mark(Phase::GuestExit);
+                    return Ok(exit);
+                }
+                Step::Crash(kind) => {
+                    self.timings.mark(Phase::GuestExit);
+                    return Err(Error::GuestCrash(self.crash(kind)));
+                }
+                Step::Fail(source) => {
+                    return Err(Error::Kvm {
+                        op: "KVM_RUN",
+                        source,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Runs the vCPU to its next exit and handles it.
+    fn step(&mut self) -> Step {
+        let t = &mut self.timings;
+        let exit = match self.vcpu.run() {
+            Ok(exit) => exit,
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                return Step::Continue
+            }
+            Err(e) => return Step::Fail(e),
+        };
+        match exit {
+            VcpuExit::IoIn(port, data) => {
+                t.exits[0] += 1;
+                t.count_port(port);
+                self.pio.read(u64::from(port), data);
+                Step::Continue
+            }
+            VcpuExit::IoOut(port, data) => {
+                t.exits[1] += 1;
+                t.count_port(port);
+                event_step(t, self.pio.write(u64::from(port), data))
+            }
+            VcpuExit::MmioRead(addr, data) => {
+                t.exits[2] += 1;
+                self.mmio.read(addr, data);
+                Step::Continue
+            }
+            VcpuExit::MmioWrite(addr, data) => {
+                t.exits[3] += 1;
+                event_step(t, self.mmio.write(addr, data))
+            }
+            VcpuExit::Hlt => {
+                // Without an in-kernel irqchip nothing can interrupt the
+                // halt: no device raises interrupts, so the guest is done.
+                t.exits[4] += 1;
+                Step::Stop(Exit::Halted)
+            }
+            VcpuExit::Shutdown => {
+                t.exits[5] += 1;
+                Step::Crash(CrashKind::TripleFault)
+            }
+            VcpuExit::InternalError => {
+                t.exits[6] += 1;
+                Step::Crash(CrashKind::InternalError(0))
+            }
+            VcpuExit::FailEntry(reason, _) => {
+                t.exits[7] += 1;
+                Step::Crash(CrashKind::FailEntry(reason))
+            }
+            VcpuExit::SystemEvent(kind, _) => {
+                t.exits[7] += 1;
+                match kind {
+                    kvm_bindings::KVM_SYSTEM_EVENT_RESET => Step::Stop(Exit::Reset),
+                    kvm_bindings::KVM_SYSTEM_EVENT_SHUTDOWN => Step::Stop(Exit::Halted),
+                    other => {
+                        Step::Crash(CrashKind::UnexpectedExit(format!("system event {other}")))
+                    }
+                }
+            }
+            other => {
+                t.exits[7] += 1;
+                Step::Crash(CrashKind::UnexpectedExit(format!("{other:?}")))
+            }
+        }
+    }
+
+    /// Collects RIP and, for internal errors, KVM's suberror and the
+    /// instruction bytes it reported.
+    fn crash(&mut self, kind: CrashKind) -> Crash {
+        let rip = self.vcpu.get_regs().map_or(0, |r| r.rip);
+        let mut crash = Crash {
+            kind,
+            rip,
+            insn: Vec::new(),
+        };
+        if matches!(crash.kind, CrashKind::InternalError(_)) {
+            let run = self.vcpu.get_kvm_run();
+            // SAFETY: after KVM_EXIT_INTERNAL_ERROR the kernel filled the
+            // `internal` member of the exit union; `emulation_failure` shares
+            // its leading suberror/ndata/flags layout and is only read when
+            // the suberror says it is that variant.
+            let (suberror, flags, size, bytes) = unsafe {
+                let ef = run.__bindgen_anon_1.emulation_failure;
+                let insn = ef.__bindgen_anon_1.__bindgen_anon_1;
+                (ef.suberror, ef.flags, insn.insn_size, insn.insn_bytes)
+            };
+            crash.kind = if suberror == KVM_INTERNAL_ERROR_EMULATION {
+                CrashKind::EmulationFailure
+            } else {
+                CrashKind::InternalError(suberror)
+            };
+            if suberror == KVM_INTERNAL_ERROR_EMULATION
+                && flags
+                    & u64::from(kvm_bindings::KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES)
+                    != 0
+            {
+                crash.insn = bytes[..usize::from(size).min(bytes.len())].to_vec();
+            }
+        }
+        crash
+    }
+
+    /// Phase timestamps and counters so far.
+    pub fn timings(&self) -> &Timings {
+        &self.timings
+    }
+
+    /// Guest memory, for inspecting what the loader wrote.
+    pub fn memory(&self) -> &GuestMemoryMmap {
+        &self.mem
+    }
+
+    /// What the loader made of the kernel.
+    pub fn boot(&self) -> &Boot {
+        &self.boot
+    }
+
+    /// Closes the VM (vCPU, VM fd, guest memory) and returns the timings
+    /// with the teardown time recorded.
+    pub fn shutdown(self) -> Timings {
+        let Vm {
+            vcpu,
+            vm,
+            mem,
+            mut timings,
+            ..
+        } = self;
+        drop(vcpu);
+        drop(vm);
+        drop(mem);
+        timings.mark(Phase::VmTornDown);
+        timings
+    }
+}
+
+fn event_step(t: &mut Timings, event: Option<Event>) -> Step {
+    match event {
+        None => Step::Continue,
+        Some(Event::Ready) => {
+            t.mark(Phase::GuestReady);
+            Step::Continue
+        }
+        Some(Event::Exit(code)) => Step::Stop(Exit::Code(code)),
+        Some(Event::Reset) => Step::Stop(Exit::Reset),
+    }
+}
+
+/// Puts the legacy devices every guest gets on the port bus.
+fn legacy_devices(pio: &mut Bus, serial: Arc<Mutex<Serial>>) -> Result<()> {
+    let i8042 = Arc::new(Mutex::new(I8042::default()));
+    let devices: [(u64, u64, ukvm_devices::bus::SharedDevice); 6] = [
+        (serial::COM1_BASE, serial::COM1_LEN, serial),
+        (
+            exit_ports::DEBUG_EXIT_PORT,
+            exit_ports::DEBUG_EXIT_LEN,
+            Arc::new(Mutex::new(DebugExit)),
+        ),
+        (
+            exit_ports::UKVM_PORT_BASE,
+            exit_ports::UKVM_PORT_LEN,
+            Arc::new(Mutex::new(UkvmPorts)),
+        ),
+        (i8042::DATA_PORT, 1, i8042.clone()),
+        (i8042::COMMAND_PORT, 1, i8042),
+        (
+            rtc::INDEX_PORT,
+            rtc::PORTS_LEN,
+            Arc::new(Mutex::new(Rtc::default())),
+        ),
+    ];
+    for (base, len, device) in devices {
+        pio.insert(base, len, device)
+            .map_err(|e| Error::Device(format!("port bus: {e}")))?;
+    }
+    Ok(())
+}
