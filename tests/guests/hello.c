@@ -7,6 +7,8 @@
  *   exit=N   exit status N (0..255, default 0); odd N leaves through the
  *            QEMU-compatible port 0x501, even N through ukvm's port 0x511
  *   quiet    print nothing: just signal ready and exit (boot benchmarks)
+ *   reset    after printing, reset the machine through the i8042
+ *            (command 0xFE to port 0x64), as Linux's reboot=k does
  */
 #include "common.h"
 
@@ -52,6 +54,10 @@ void guest_main(u32 magic, const struct mb_info *mbi)
     signal_ready();
 
     print_info(mbi);
+    if (cmdline_has(cmdline, "reset")) {
+        serial_puts("resetting\n");
+        outb(0x64, 0xfe);
+    }
     kprintf("exiting with %u\n", status);
     exit_status((u8)status);
 }

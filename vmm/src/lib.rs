@@ -43,4 +43,7 @@ pub mod vm;
 pub use config::{Kernel, VmConfig};
 pub use error::{Crash, CrashKind, Error, Result};
 pub use timings::Timings;
+/// Kernel formats and boot structures (the `ukvm-boot` crate).
+pub use ukvm_boot as boot;
+pub use ukvm_boot::Format as BootFormat;
 pub use vm::{Exit, Vm};

@@ -317,6 +317,14 @@ impl Vm {
         &self.mem
     }
 
+    /// Copies guest memory at guest physical `addr` into `buf`.
+    pub fn read_memory(&self, addr: u64, buf: &mut [u8]) -> Result<()> {
+        use vm_memory::Bytes;
+        self.mem
+            .read_slice(buf, vm_memory::GuestAddress(addr))
+            .map_err(|e| Error::Config(format!("guest memory at {addr:#x}: {e}")))
+    }
+
     /// What the loader made of the kernel.
     pub fn boot(&self) -> &Boot {
         &self.boot
