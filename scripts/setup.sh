@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what building and testing ukvm needs on a Debian machine:
+# the C toolchain for the test unikernels, the fixtures (ISO tools, real
+# kernels), QEMU for the side-by-side benchmarks, and Rust if missing.
+# Idempotent: apt runs only when a package is missing.
+set -euo pipefail
+
+packages=(
+  build-essential   # gcc/as/ld/make for the freestanding test guests
+  python3           # tests/guests/check_guests.py
+  genisoimage       # ISO 9660 fixtures for virtio-blk tests
+  grub-invaders     # a real Multiboot kernel from Debian
+  qemu-system-x86   # benchmark comparator
+  iproute2          # ip netns / ip tuntap for network tests
+  util-linux        # unshare, setpriv
+  ca-certificates
+  curl
+  xz-utils
+  zstd
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "setup: installing ${missing[*]}"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
+  echo "setup: installing Rust with rustup"
+  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
+    sh -s -- -y --profile minimal -c rustfmt,clippy
+fi
+
+# Real-kernel fixtures (Debian's Linux kernel) for the loader tests.
+if [ -x "$(dirname "$0")/../tests/fixtures/fetch-linux.sh" ]; then
+  "$(dirname "$0")/../tests/fixtures/fetch-linux.sh"
+fi
