@@ -33,6 +33,8 @@
 //! Modules: [`config`] (what to run), [`vm`] (KVM objects and the vCPU
 //! loop), [`timings`] (boot phases), [`error`] (errors and exit statuses).
 
+#![deny(missing_docs)]
+
 pub mod config;
 pub mod error;
 mod memory;
