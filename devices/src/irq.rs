@@ -35,3 +35,11 @@ impl vm_superio::Trigger for IrqTrigger {
         IrqTrigger::trigger(self)
     }
 }
+
+/// A level-triggered interrupt line (PCI INTx): the device holds it high
+/// while it has something to report. The monitor implements it with
+/// `KVM_IRQ_LINE`; tests with a recorder.
+pub trait LevelIrq: Send + Sync {
+    /// Drives the line high (`true`) or low.
+    fn set_level(&self, high: bool) -> io::Result<()>;
+}

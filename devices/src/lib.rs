@@ -11,12 +11,16 @@
 //! - [`i8042`]: the keyboard controller, for its reset line.
 //! - [`rtc`]: the CMOS real-time clock.
 //! - [`irq`]: interrupt lines as devices see them.
+//! - [`pci`]: PCI configuration mechanism 1, host bridge, config headers.
+//! - [`virtio`]: the virtio device trait and the virtio-pci transport.
 
 pub mod bus;
 pub mod exit_ports;
 pub mod i8042;
 pub mod irq;
+pub mod pci;
 pub mod rtc;
 pub mod serial;
+pub mod virtio;
 
 pub use bus::{Bus, BusDevice, Event};
