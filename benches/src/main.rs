@@ -1,1 +1,124 @@
-fn main() {}
+//! Boot benchmark: ukvm against QEMU (microvm and pc) and a floor program,
+//! on the same guests, in the same run, alternating A B C D each round.
+//!
+//! ```text
+//! cargo build --release && cargo run --release -p ukvm-benches -- [--rounds N]
+//!     [--guests hello-quiet,hello] [--monitors ukvm,qemu-microvm,qemu-pc,floor]
+//!     [--ukvm PATH] [--qemu PATH] [--no-memory]
+//! ```
+//!
+//! Every time is measured by this process, the same way for every program:
+//! from just before it spawns the program to the moment it reaps it
+//! ("exit"), and to the moment the guest's first line arrives on the pipe
+//! connected to the program's stdout, where the guest's serial port goes
+//! ("ready"). Memory is measured in separate runs (see `memory`).
+
+mod guests;
+mod memory;
+mod monitors;
+mod report;
+mod run;
+
+use monitors::{Monitor, Programs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// A run that takes longer than this failed (qemu-pc needs ~3.5 s here).
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+
+struct Options {
+    rounds: usize,
+    guests: Option<Vec<String>>,
+    monitors: Vec<Monitor>,
+    programs: Programs,
+    guest_dir: PathBuf,
+    memory: bool,
+}
+
+const USAGE: &str = "usage: ukvm-benches [--rounds N] [--guests a,b] \
+[--monitors ukvm,qemu-microvm,qemu-pc,floor] [--ukvm PATH] [--qemu PATH] \
+[--guest-dir DIR] [--no-memory]";
+
+fn main() -> ExitCode {
+    let opts = match parse(std::env::args().skip(1)) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("ukvm-benches: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    for (what, path) in [
+        ("ukvm", &opts.programs.ukvm),
+        ("ukvm-floor", &opts.programs.floor),
+    ] {
+        if !path.exists() {
+            eprintln!(
+                "ukvm-benches: {what} not found at {}: run `cargo build --release` first",
+                path.display()
+            );
+            return ExitCode::from(2);
+        }
+    }
+    print!("{}", report::machine(&opts.programs.qemu));
+    let mut guests = guests::all(&opts.guest_dir);
+    if let Some(names) = &opts.guests {
+        guests.retain(|g| names.iter().any(|n| n == g.name));
+    }
+    for guest in &guests {
+        let result = report::bench(
+            guest,
+            &opts.monitors,
+            &opts.programs,
+            opts.rounds,
+            opts.memory,
+        );
+        print!("{result}");
+    }
+    ExitCode::SUCCESS
+}
+
+fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
+    let here = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
+    let dir = here.parent().ok_or("own directory")?.to_path_buf();
+    let mut o = Options {
+        rounds: 30,
+        guests: None,
+        monitors: monitors::ALL.to_vec(),
+        programs: Programs {
+            ukvm: dir.join("ukvm"),
+            floor: dir.join("ukvm-floor"),
+            qemu: "qemu-system-x86_64".into(),
+        },
+        guest_dir: env!("UKVM_GUEST_DIR").into(),
+        memory: true,
+    };
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().ok_or(format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--rounds" => {
+                o.rounds = value()?
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or("--rounds needs a positive number")?
+            }
+            "--guests" => o.guests = Some(value()?.split(',').map(String::from).collect()),
+            "--monitors" => {
+                o.monitors = value()?
+                    .split(',')
+                    .map(|n| Monitor::from_name(n).ok_or(format!("unknown monitor {n:?}")))
+                    .collect::<Result<_, _>>()?
+            }
+            "--ukvm" => o.programs.ukvm = value()?.into(),
+            "--qemu" => o.programs.qemu = value()?.into(),
+            "--guest-dir" => o.guest_dir = value()?.into(),
+            "--no-memory" => o.memory = false,
+            // `cargo bench` passes --bench to every bench target.
+            "--bench" => {}
+            "-h" | "--help" => return Err("help".into()),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(o)
+}

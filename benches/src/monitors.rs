@@ -1,0 +1,116 @@
+//! The programs compared: ukvm, QEMU as a microvm and as a PC, and the floor
+//! (a minimal KVM program of our own). Each builds the command line that
+//! boots one guest.
+
+use crate::guests::Guest;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// One program that boots guests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Monitor {
+    /// ukvm-floor: create VM, one vCPU, run to one I/O exit, exit.
+    Floor,
+    /// The ukvm CLI.
+    Ukvm,
+    /// `qemu-system-x86_64 -M microvm` with as little as boots the guest.
+    QemuMicrovm,
+    /// `qemu-system-x86_64 -M pc` (SeaBIOS, the default PC).
+    QemuPc,
+}
+
+/// Every monitor, in the order each round runs them.
+pub const ALL: [Monitor; 4] = [
+    Monitor::Ukvm,
+    Monitor::QemuMicrovm,
+    Monitor::QemuPc,
+    Monitor::Floor,
+];
+
+impl Monitor {
+    /// Name in the report and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Monitor::Floor => "floor",
+            Monitor::Ukvm => "ukvm",
+            Monitor::QemuMicrovm => "qemu-microvm",
+            Monitor::QemuPc => "qemu-pc",
+        }
+    }
+
+    /// Parses a name from [`Monitor::name`].
+    pub fn from_name(name: &str) -> Option<Monitor> {
+        ALL.into_iter().find(|m| m.name() == name)
+    }
+}
+
+/// Where the programs are.
+pub struct Programs {
+    /// The ukvm binary.
+    pub ukvm: PathBuf,
+    /// The floor binary.
+    pub floor: PathBuf,
+    /// The QEMU binary.
+    pub qemu: PathBuf,
+}
+
+/// QEMU options common to both machines: no default devices or config
+/// files, no display, the serial port on stdout, and isa-debug-exit on
+/// 0x501 so the guest ends QEMU with status (v << 1) | 1 as it ends ukvm.
+const QEMU_COMMON: [&str; 9] = [
+    "-enable-kvm",
+    "-nodefaults",
+    "-no-user-config",
+    "-nographic",
+    "-serial",
+    "stdio",
+    "-device",
+    "isa-debug-exit,iobase=0x501,iosize=2",
+    "-no-reboot",
+];
+
+/// microvm's smallest form that still boots a Multiboot kernel: no option
+/// ROMs, PIT, PIC, RTC or ACPI; its ISA serial port stays on (the default).
+/// `-cpu host` is not used: QEMU 7.2 aborts on it under kvm_pvm (MSR 0x10a).
+const MICROVM: &str = "microvm,x-option-roms=off,pit=off,pic=off,rtc=off,acpi=off";
+
+impl Programs {
+    /// The command that boots `guest` under `monitor`.
+    pub fn command(&self, monitor: Monitor, guest: &Guest) -> Command {
+        match monitor {
+            Monitor::Floor => {
+                let mut c = Command::new(&self.floor);
+                c.arg(guest.mem_mib.to_string());
+                c
+            }
+            Monitor::Ukvm => {
+                let mut c = Command::new(&self.ukvm);
+                c.arg("--kernel")
+                    .arg(&guest.kernel)
+                    .arg("--cmdline")
+                    .arg(guest.cmdline)
+                    .arg("--mem")
+                    .arg(guest.mem_mib.to_string())
+                    .args(&guest.ukvm_args);
+                c
+            }
+            Monitor::QemuMicrovm | Monitor::QemuPc => {
+                let machine = if monitor == Monitor::QemuPc {
+                    "pc"
+                } else {
+                    MICROVM
+                };
+                let mut c = Command::new(&self.qemu);
+                c.args(QEMU_COMMON)
+                    .args(["-M", machine, "-m"])
+                    .arg(guest.mem_mib.to_string())
+                    .arg("-kernel")
+                    .arg(&guest.kernel)
+                    .arg("-append")
+                    .arg(guest.cmdline)
+                    .args(&guest.qemu_args);
+                c
+            }
+        }
+    }
+}
