@@ -30,12 +30,72 @@ pub const GDT: [u64; 5] = [
 pub const CR0_PE: u64 = 1;
 /// CR0.ET: extension type (always 1 on modern CPUs).
 pub const CR0_ET: u64 = 1 << 4;
+/// CR0.PG: paging.
+pub const CR0_PG: u64 = 1 << 31;
+/// CR4.PAE: physical address extension (required for long mode).
+pub const CR4_PAE: u64 = 1 << 5;
+/// EFER.LME: long mode enable.
+pub const EFER_LME: u64 = 1 << 8;
+/// EFER.LMA: long mode active.
+pub const EFER_LMA: u64 = 1 << 10;
+/// Page table entry bits: present, writable.
+const PTE_PRESENT_RW: u64 = 0x3;
+/// Page directory entry bit: 2 MiB page.
+const PDE_PS: u64 = 1 << 7;
+/// How much the long-mode page tables identity-map: the first 4 GiB,
+/// which covers every address a loader writes (kernel, zero page,
+/// command line, initrd below 4 GiB) and the MMIO hole.
+pub const IDENTITY_MAPPED: u64 = 4 << 30;
 
 /// Processor mode a boot protocol enters the kernel in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// 32-bit protected mode, flat segments, paging off (Multiboot, PVH).
     Protected32,
+    /// 64-bit long mode, flat segments, paging on with the first 4 GiB
+    /// identity-mapped by the tables at [`layout::PAGE_TABLES_ADDR`]
+    /// (64-bit Linux boot protocol).
+    Long64,
+}
+
+impl Mode {
+    /// Short name for logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Protected32 => "32-bit protected mode",
+            Mode::Long64 => "64-bit long mode",
+        }
+    }
+}
+
+/// Writes identity-mapping page tables at [`layout::PAGE_TABLES_ADDR`]:
+/// PML4, one PDPT, and four page directories of 2 MiB pages (4 GiB), all
+/// inside the boot area (0x9000..0xF000).
+pub fn write_page_tables(mem: &GuestMemoryMmap) -> Result<()> {
+    let pml4 = layout::PAGE_TABLES_ADDR;
+    let pdpt = pml4 + 0x1000;
+    let pd = pdpt + 0x1000;
+    let write = |addr: u64, value: u64| {
+        mem.write_obj(value, GuestAddress(addr))
+            .map_err(|source| Error::GuestMemory { addr, source })
+    };
+    write(pml4, pdpt | PTE_PRESENT_RW)?;
+    let dirs = IDENTITY_MAPPED >> 30;
+    for i in 0..dirs {
+        write(pdpt + 8 * i, (pd + 0x1000 * i) | PTE_PRESENT_RW)?;
+    }
+    // One write per directory instead of 2048 small ones.
+    let mut entries = vec![0u8; 4096];
+    for i in 0..dirs {
+        for (j, chunk) in entries.chunks_exact_mut(8).enumerate() {
+            let addr = (i << 30) + ((j as u64) << 21);
+            chunk.copy_from_slice(&(addr | PDE_PS | PTE_PRESENT_RW).to_le_bytes());
+        }
+        let at = pd + 0x1000 * i;
+        mem.write_slice(&entries, GuestAddress(at))
+            .map_err(|source| Error::GuestMemory { addr: at, source })?;
+    }
+    Ok(())
 }
 
 /// Writes the GDT at [`layout::GDT_ADDR`].
@@ -81,7 +141,22 @@ pub fn segment(selector: u16) -> kvm_segment {
 pub fn setup_sregs(sregs: &mut kvm_sregs, mode: Mode) {
     match mode {
         Mode::Protected32 => protected32(sregs),
+        Mode::Long64 => long64(sregs),
     }
+}
+
+/// Long mode as the 64-bit Linux boot protocol asks: paging on, the
+/// identity map loaded, flat 64-bit code segment, data segments flat.
+/// (The protocol names selectors 0x10/0x18; Linux loads its own GDT before
+/// it relies on any selector value, as Firecracker's 0x08 code selector
+/// shows, so ukvm keeps one GDT for every mode.)
+fn long64(sregs: &mut kvm_sregs) {
+    protected32(sregs);
+    sregs.cs = segment(CODE64_SELECTOR);
+    sregs.cr0 = CR0_PE | CR0_ET | CR0_PG;
+    sregs.cr3 = layout::PAGE_TABLES_ADDR;
+    sregs.cr4 = CR4_PAE;
+    sregs.efer = EFER_LME | EFER_LMA;
 }
 
 fn protected32(sregs: &mut kvm_sregs) {
@@ -140,5 +215,24 @@ mod tests {
         assert_eq!(sregs.cs.selector, CODE32_SELECTOR);
         assert_eq!(sregs.ss.selector, DATA_SELECTOR);
         assert_eq!(sregs.gdt.limit, 39);
+    }
+
+    #[test]
+    fn long_mode_identity_maps_four_gib() {
+        let mut sregs = kvm_sregs::default();
+        setup_sregs(&mut sregs, Mode::Long64);
+        assert_eq!(sregs.cs.l, 1);
+        assert_eq!(sregs.cr3, layout::PAGE_TABLES_ADDR);
+        assert_eq!(sregs.efer, EFER_LME | EFER_LMA);
+        assert_ne!(sregs.cr0 & CR0_PG, 0);
+        let mem = GuestMemoryMmap::from_ranges(&layout::ram_ranges(16 << 20)).unwrap();
+        write_page_tables(&mem).unwrap();
+        let read = |a: u64| mem.read_obj::<u64>(GuestAddress(a)).unwrap();
+        assert_eq!(read(0x9000), 0xa003);
+        assert_eq!(read(0xa000 + 3 * 8), 0xe003);
+        assert_eq!(read(0xb000 + 8), 0x20_0083);
+        // Last 2 MiB page below 4 GiB.
+        assert_eq!(read(0xe000 + 511 * 8), 0xffe0_0083);
+        const { assert!(layout::PAGE_TABLES_ADDR + 6 * 0x1000 <= layout::BOOT_AREA_END) };
     }
 }

@@ -7,6 +7,11 @@ use crate::{Error, Result};
 /// ELF magic bytes.
 pub const MAGIC: [u8; 4] = [0x7f, b'E', b'L', b'F'];
 const PT_LOAD: u32 = 1;
+const PT_NOTE: u32 = 4;
+/// `e_machine` of x86-64.
+pub const EM_X86_64: u16 = 62;
+/// Xen ELF note giving the 32-bit physical PVH entry point.
+pub const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
 /// Upper bound on program headers; real kernels have a handful.
 const MAX_PHDRS: usize = 256;
 
@@ -127,6 +132,74 @@ pub fn parse(image: &[u8]) -> Result<Elf> {
         entry,
         segments,
     })
+}
+
+/// The PVH entry point of an ELF64 image: the descriptor of a
+/// `XEN_ELFNOTE_PHYS32_ENTRY` note named "Xen" in a PT_NOTE segment, or
+/// `None` when there is no such note. Call after [`parse`] succeeded.
+pub fn pvh_entry(image: &[u8]) -> Result<Option<u64>> {
+    if field(image, 4, 1, "e_ident[EI_CLASS]")? != 2 {
+        return Ok(None);
+    }
+    let phoff = field(image, 32, 8, "e_phoff")? as usize;
+    let phentsize = field(image, 54, 2, "e_phentsize")? as usize;
+    let phnum = field(image, 56, 2, "e_phnum")? as usize;
+    for i in 0..phnum.min(MAX_PHDRS) {
+        let base = phoff.saturating_add(i * phentsize);
+        if field(image, base, 4, "program header")? as u32 != PT_NOTE {
+            continue;
+        }
+        let offset = field(image, base + 8, 8, "PT_NOTE p_offset")?;
+        let size = field(image, base + 32, 8, "PT_NOTE p_filesz")?;
+        let notes = usize::try_from(offset)
+            .ok()
+            .zip(usize::try_from(size).ok())
+            .and_then(|(o, n)| image.get(o..o.checked_add(n)?))
+            .ok_or_else(|| {
+                err(format!(
+                    "program header {i}: PT_NOTE [{offset:#x}, +{size:#x}) lies past the end of the file ({} bytes; truncated image?)",
+                    image.len()
+                ))
+            })?;
+        if let Some(entry) = find_xen_entry(notes)? {
+            return Ok(Some(entry));
+        }
+    }
+    Ok(None)
+}
+
+/// Walks the notes of one PT_NOTE segment (4-byte aligned name and
+/// descriptor, as x86 ELF notes are).
+fn find_xen_entry(notes: &[u8]) -> Result<Option<u64>> {
+    let align4 = |n: u64| n.div_ceil(4) * 4;
+    let mut at = 0usize;
+    while at + 12 <= notes.len() {
+        let namesz = field(notes, at, 4, "note namesz")?;
+        let descsz = field(notes, at + 4, 4, "note descsz")?;
+        let kind = field(notes, at + 8, 4, "note type")? as u32;
+        let name_at = at + 12;
+        let desc_at = name_at as u64 + align4(namesz);
+        let next = desc_at + align4(descsz);
+        if next > notes.len() as u64 {
+            return Err(err(format!(
+                "note at offset {at:#x} of a PT_NOTE segment runs past its end"
+            )));
+        }
+        let name = &notes[name_at..name_at + namesz as usize];
+        if kind == XEN_ELFNOTE_PHYS32_ENTRY && name == b"Xen\0" {
+            let entry = match descsz {
+                4 | 8 => field(notes, desc_at as usize, descsz as usize, "PVH entry note")?,
+                n => {
+                    return Err(err(format!(
+                        "XEN_ELFNOTE_PHYS32_ENTRY descriptor is {n} bytes, expected 4 or 8"
+                    )))
+                }
+            };
+            return Ok(Some(entry));
+        }
+        at = next as usize;
+    }
+    Ok(None)
 }
 
 fn program_header(image: &[u8], base: usize, is_64: bool, i: usize) -> Result<Option<Segment>> {

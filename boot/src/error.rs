@@ -6,7 +6,7 @@ use thiserror::Error;
 pub enum Error {
     #[error("kernel image is empty")]
     EmptyImage,
-    #[error("no supported kernel format found (no Multiboot header in the first 8 KiB)")]
+    #[error("no supported kernel format found (no Multiboot header in the first 8 KiB, not an x86-64 ELF, no bzImage setup header)")]
     UnknownFormat,
     #[error("multiboot header at offset {offset:#x}: checksum mismatch (magic + flags + checksum = {sum:#x}, must be 0)")]
     BadChecksum { offset: usize, sum: u32 },
@@ -52,6 +52,34 @@ pub enum Error {
     TooManyModules { count: usize, max: usize },
     #[error("module strings take {len} bytes; at most {max} are supported")]
     ModuleStringsTooLong { len: usize, max: usize },
+    #[error("bzImage setup header: {field} = {value:#x}: {why}")]
+    BadSetupHeader {
+        field: &'static str,
+        value: u64,
+        why: &'static str,
+    },
+    #[error("{what}: file is {len} bytes, {needed} needed (truncated image?)")]
+    Truncated {
+        what: &'static str,
+        len: usize,
+        needed: u64,
+    },
+    #[error("{0}")]
+    Unsupported(&'static str),
+    #[error("linux-loader: {0}")]
+    Loader(#[from] linux_loader::loader::Error),
+    #[error("writing boot structures: {0}")]
+    Configurator(#[from] linux_loader::configurator::Error),
+    #[error("initrd of {size} bytes does not fit between the kernel's end {kernel_end:#x} and {limit:#x}, the highest address the protocol allows (raise --mem)")]
+    InitrdDoesNotFit {
+        size: u64,
+        kernel_end: u64,
+        limit: u64,
+    },
+    #[error(
+        "--initrd is for Linux and PVH kernels; a Multiboot kernel gets files through --module"
+    )]
+    InitrdNotSupported,
     #[error("writing guest memory at {addr:#x}: {source}")]
     GuestMemory {
         addr: u64,

@@ -6,9 +6,13 @@
 //! 0x0000_0500  GDT
 //! 0x0000_1000  Multiboot info, memory map (0x1100), loader name (0x1800)
 //! 0x0000_2000  Multiboot module list, module strings (0x2400)
+//! 0x0000_5000  boot stack for Linux/PVH entry (grows down from 0x6000)
+//! 0x0000_6000  PVH start_info, memory map (0x6100), module list (0x6800)
+//! 0x0000_7000  Linux zero page (boot_params)
 //! 0x0000_8000  kernel command line (4 KiB)
-//! 0x0000_9000  page tables for 64-bit entry (PML4, PDPT, PDs)
+//! 0x0000_9000  page tables for 64-bit entry (PML4, PDPT, 4 PDs: 4 GiB)
 //! 0x0009_FC00  EBDA / VGA / ROM hole (reported reserved)
+//! 0x000E_0000  ACPI tables (RSDP first, where Linux's scan finds it)
 //! 0x0010_0000  kernel
 //! 0xC000_0000  MMIO hole: PCI BARs, IOAPIC, LAPIC (no RAM)
 //! 0x1_0000_0000  RAM above 3 GiB continues here
@@ -39,6 +43,19 @@ pub const CMDLINE_ADDR: u64 = 0x8000;
 pub const CMDLINE_MAX: usize = 4095;
 /// Page tables for protocols entered in long mode.
 pub const PAGE_TABLES_ADDR: u64 = 0x9000;
+/// Initial stack pointer for the Linux and PVH protocols (the kernels set
+/// their own stack at once, but a defined one costs nothing).
+pub const BOOT_STACK_TOP: u64 = 0x6000;
+/// Address of the PVH `hvm_start_info` structure (EBX at entry).
+pub const PVH_START_INFO_ADDR: u64 = 0x6000;
+/// Address of the PVH memory map.
+pub const PVH_MEMMAP_ADDR: u64 = 0x6100;
+/// Address of the PVH module list (the initrd).
+pub const PVH_MODLIST_ADDR: u64 = 0x6800;
+/// Address of the Linux zero page (`boot_params`, RSI/ESI at entry).
+pub const ZERO_PAGE_ADDR: u64 = 0x7000;
+/// Where the ACPI tables start (RSDP first: Linux scans 0xE0000-0xFFFFF).
+pub const ACPI_ADDR: u64 = 0xe_0000;
 /// End of the boot area: no kernel byte may land below it.
 pub const BOOT_AREA_END: u64 = 0x10000;
 /// Start of the reserved EBDA/VGA/ROM range under 1 MiB.

@@ -9,10 +9,35 @@
 //!
 //! - [`layout`]: where ukvm puts things in guest physical memory.
 //! - [`multiboot`]: Multiboot 1 header parsing, kernel loading, info structure.
+//! - [`pvh`]: PVH entry (ELF64 with a Xen PHYS32_ENTRY note), `hvm_start_info`.
+//! - [`linux`]: the Linux boot protocol: bzImage and ELF64 `vmlinux`, zero page.
 //! - [`elf`]: the few ELF facts the loaders need (program headers).
 //! - [`cpu`]: GDT, segment and control register state for each entry mode.
 //! - [`cpuid`]: the CPUID table the guest sees.
 //! - [`bios`]: the BIOS Data Area a firmware would have left behind.
+//!
+//! # Kernel formats and how they are detected
+//!
+//! [`load`] and [`probe`] look at the file in this order and take the first
+//! rule that matches:
+//!
+//! 1. A Multiboot 1 header with a valid checksum in the first 8 KiB:
+//!    Multiboot (a.out-kludge addresses when header flag bit 16 is set,
+//!    ELF program headers otherwise). It wins over everything below, so an
+//!    ELF64 unikernel that also carries a PVH note (Unikraft, Hermit) still
+//!    boots the way it did.
+//! 2. An ELF64 x86-64 executable with a `XEN_ELFNOTE_PHYS32_ENTRY` note:
+//!    PVH, entered in 32-bit protected mode at the note's address with
+//!    EBX = `hvm_start_info`.
+//! 3. Any other ELF64 x86-64 executable: a Linux `vmlinux`, entered at
+//!    `e_entry` in 64-bit mode (identity-mapped 4 GiB) with RSI = zero page.
+//! 4. "HdrS" at offset 0x202: a bzImage, entered at its 64-bit entry (load
+//!    address + 0x200, long mode) when `xloadflags` has XLF_KERNEL_64, else
+//!    at `code32_start` in protected mode, ESI = zero page either way.
+//!
+//! A Multiboot magic with a bad checksum does not stop rules 2-4 (the magic
+//! can occur by chance in a large kernel); when nothing else matches, the
+//! checksum error is reported.
 
 pub mod bios;
 pub mod cpu;
@@ -20,7 +45,9 @@ pub mod cpuid;
 pub mod elf;
 mod error;
 pub mod layout;
+pub mod linux;
 pub mod multiboot;
+pub mod pvh;
 
 pub use error::{Error, Result};
 
@@ -37,6 +64,8 @@ pub struct Boot {
     pub kernel_start: u64,
     /// First guest physical address past the kernel image, its bss and modules.
     pub kernel_end: u64,
+    /// Where the initrd went: `(address, size)`.
+    pub initrd: Option<(u64, u64)>,
     /// Initial general purpose registers (RIP, RAX, RBX, ...).
     pub regs: kvm_bindings::kvm_regs,
     /// Processor mode the vCPU starts in.
@@ -50,6 +79,12 @@ pub enum Format {
     MultibootKludge,
     /// Multiboot 1 kernel loaded from its ELF program headers.
     MultibootElf,
+    /// ELF64 kernel with a PVH entry note.
+    Pvh,
+    /// ELF64 Linux `vmlinux` booted with the 64-bit Linux boot protocol.
+    LinuxElf,
+    /// Linux bzImage (64-bit entry when the kernel has one, else 32-bit).
+    BzImage,
 }
 
 impl Format {
@@ -58,7 +93,28 @@ impl Format {
         match self {
             Format::MultibootKludge => "multiboot-aout-kludge",
             Format::MultibootElf => "multiboot-elf",
+            Format::Pvh => "pvh",
+            Format::LinuxElf => "linux-elf64",
+            Format::BzImage => "linux-bzimage",
         }
+    }
+}
+
+impl Boot {
+    /// One line for `--verbose`: format, entry, mode and where things went.
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "kernel format {}, entry {:#x} in {}, image [{:#x}, {:#x})",
+            self.format.name(),
+            self.entry,
+            self.mode.name(),
+            self.kernel_start,
+            self.kernel_end
+        );
+        if let Some((addr, size)) = self.initrd {
+            s.push_str(&format!(", initrd [{addr:#x}, {:#x})", addr + size));
+        }
+        s
     }
 }
 
@@ -78,8 +134,13 @@ pub struct Module<'a> {
 pub struct BootParams<'a> {
     /// Kernel command line (without the terminating NUL).
     pub cmdline: String,
-    /// Modules loaded after the kernel, in order.
+    /// Modules loaded after the kernel, in order (Multiboot only).
     pub modules: Vec<Module<'a>>,
+    /// Initial ramdisk (Linux and PVH only).
+    pub initrd: Option<&'a [u8]>,
+    /// Guest physical address of the ACPI RSDP, when the monitor wrote
+    /// ACPI tables (given to Linux and PVH kernels).
+    pub acpi_rsdp: Option<u64>,
 }
 
 /// Checks, without guest memory, that `image` is in a format ukvm can
@@ -88,10 +149,41 @@ pub fn probe(image: &[u8]) -> Result<Format> {
     if image.is_empty() {
         return Err(Error::EmptyImage);
     }
-    match multiboot::find_header(image)? {
-        Some(h) if h.kludge.is_some() => Ok(Format::MultibootKludge),
-        Some(_) => Ok(Format::MultibootElf),
-        None => Err(Error::UnknownFormat),
+    match detect(image)? {
+        Detected::Multiboot(h) if h.kludge.is_some() => Ok(Format::MultibootKludge),
+        Detected::Multiboot(_) => Ok(Format::MultibootElf),
+        Detected::Other(format) => Ok(format),
+    }
+}
+
+enum Detected {
+    Multiboot(multiboot::Header),
+    Other(Format),
+}
+
+/// Applies the detection rules in the crate documentation.
+fn detect(image: &[u8]) -> Result<Detected> {
+    let multiboot_error = match multiboot::find_header(image) {
+        Ok(Some(header)) => return Ok(Detected::Multiboot(header)),
+        Ok(None) => None,
+        Err(e) => Some(e),
+    };
+    let other = if elf::is_elf(image) && image.get(4) == Some(&2) {
+        // Parse errors of an ELF64 file are the user's best clue.
+        elf::parse(image)?;
+        Some(match elf::pvh_entry(image)? {
+            Some(_) => Format::Pvh,
+            None => Format::LinuxElf,
+        })
+    } else if linux::is_bzimage(image) {
+        Some(Format::BzImage)
+    } else {
+        None
+    };
+    match (other, multiboot_error) {
+        (Some(format), _) => Ok(Detected::Other(format)),
+        (None, Some(e)) => Err(e),
+        (None, None) => Err(Error::UnknownFormat),
     }
 }
 
@@ -104,8 +196,11 @@ pub fn load(mem: &GuestMemoryMmap, image: &[u8], params: &BootParams) -> Result<
     layout::check_cmdline(&params.cmdline)?;
     bios::write_bda(mem)?;
     cpu::write_gdt(mem)?;
-    match multiboot::find_header(image)? {
-        Some(header) => multiboot::load(mem, image, &header, params),
-        None => Err(Error::UnknownFormat),
+    match detect(image)? {
+        Detected::Multiboot(_) if params.initrd.is_some() => Err(Error::InitrdNotSupported),
+        Detected::Multiboot(header) => multiboot::load(mem, image, &header, params),
+        Detected::Other(Format::Pvh) => pvh::load(mem, image, params),
+        Detected::Other(Format::LinuxElf) => linux::load_vmlinux(mem, image, params),
+        Detected::Other(_) => linux::load_bzimage(mem, image, params),
     }
 }

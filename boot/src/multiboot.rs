@@ -165,6 +165,7 @@ pub fn load(
         entry: placed.entry,
         kernel_start: placed.start,
         kernel_end: mods_end,
+        initrd: None,
         regs: kvm_bindings::kvm_regs {
             rip: placed.entry,
             rax: u64::from(BOOTLOADER_MAGIC),
@@ -431,7 +432,7 @@ mod tests {
     fn params() -> BootParams<'static> {
         BootParams {
             cmdline: "hello world".into(),
-            modules: vec![],
+            ..Default::default()
         }
     }
 
@@ -498,6 +499,7 @@ mod tests {
                 data: &data,
                 string: "mod arg".into(),
             }],
+            ..Default::default()
         };
         let boot = crate::load(&mem, &good_kludge(), &p).unwrap();
         assert_eq!(u32_at(&mem, layout::MB_INFO_ADDR + 20), 1);

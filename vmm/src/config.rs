@@ -41,6 +41,7 @@ pub struct VmConfig {
     pub(crate) cmdline: String,
     pub(crate) mem_mib: u64,
     pub(crate) modules: Vec<ModuleConfig>,
+    pub(crate) initrd: Option<PathBuf>,
     pub(crate) serial: Box<dyn Write + Send>,
     pub(crate) disks: Vec<String>,
     pub(crate) nets: Vec<String>,
@@ -55,6 +56,7 @@ impl Default for VmConfig {
             cmdline: String::new(),
             mem_mib: DEFAULT_MEM_MIB,
             modules: Vec::new(),
+            initrd: None,
             serial: Box::new(std::io::stdout()),
             disks: Vec::new(),
             nets: Vec::new(),
@@ -103,6 +105,13 @@ impl VmConfig {
         let path = path.into();
         let string = string.unwrap_or_else(|| path.display().to_string());
         self.modules.push(ModuleConfig { path, string });
+        self
+    }
+
+    /// Loads `path` as the initial ramdisk of a Linux or PVH kernel, at the
+    /// highest address its boot protocol allows.
+    pub fn initrd(mut self, path: impl Into<PathBuf>) -> Self {
+        self.initrd = Some(path.into());
         self
     }
 

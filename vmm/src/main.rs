@@ -28,7 +28,7 @@ failure, 246 guest crash (triple fault, emulation failure).";
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// Kernel image (Multiboot).
+    /// Kernel image: Multiboot, PVH ELF64, Linux vmlinux or bzImage.
     #[arg(long, value_name = "FILE")]
     kernel: Option<PathBuf>,
     #[command(flatten)]
@@ -52,6 +52,12 @@ struct Opts {
     /// Guest memory in MiB.
     #[arg(long, value_name = "MIB", default_value_t = ukvm::config::DEFAULT_MEM_MIB)]
     mem: u64,
+    /// Initial ramdisk for a Linux/PVH kernel.
+    #[arg(long, value_name = "FILE")]
+    initrd: Option<PathBuf>,
+    /// Print what ukvm made of the kernel (format, entry point, mode) to stderr.
+    #[arg(long, short = 'v')]
+    verbose: bool,
     /// Multiboot module: a file, optionally with the string the guest sees.
     #[arg(long, value_name = "FILE[,STRING]")]
     module: Vec<String>,
@@ -93,20 +99,26 @@ fn main() -> ExitCode {
         };
         cfg = cfg.module(file, string);
     }
+    if let Some(initrd) = opts.initrd {
+        cfg = cfg.initrd(initrd);
+    }
     for d in opts.disk {
         cfg = cfg.disk(d);
     }
     for n in opts.net {
         cfg = cfg.net(n);
     }
-    run(cfg, opts.timings)
+    run(cfg, opts.timings, opts.verbose)
 }
 
-fn run(cfg: VmConfig, timings_out: Option<PathBuf>) -> ExitCode {
+fn run(cfg: VmConfig, timings_out: Option<PathBuf>, verbose: bool) -> ExitCode {
     let mut vm = match cfg.build() {
         Ok(vm) => vm,
         Err(e) => return fail(&e),
     };
+    if verbose {
+        eprintln!("ukvm: {}", vm.boot().describe());
+    }
     let result = vm.run();
     if let Some(path) = timings_out {
         let json = vm.shutdown().to_json();

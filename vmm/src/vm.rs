@@ -103,8 +103,10 @@ impl Vm {
             .iter()
             .map(|m| read_file(&m.path))
             .collect::<Result<Vec<_>>>()?;
-        timings.kernel_bytes_read =
-            (image.len() + modules.iter().map(Vec::len).sum::<usize>()) as u64;
+        let initrd = cfg.initrd.as_deref().map(read_file).transpose()?;
+        timings.kernel_bytes_read = (image.len()
+            + modules.iter().map(Vec::len).sum::<usize>()
+            + initrd.as_ref().map_or(0, Vec::len)) as u64;
         // Reject images with no usable header before touching KVM.
         ukvm_boot::probe(&image).map_err(|source| Error::Kernel {
             name: name.clone(),
@@ -130,6 +132,8 @@ impl Vm {
                     string: m.string.clone(),
                 })
                 .collect(),
+            initrd: initrd.as_deref(),
+            acpi_rsdp: None,
         };
         let boot = ukvm_boot::load(&mem, &image, &params)
             .map_err(|source| Error::Kernel { name, source })?;
