@@ -4,7 +4,7 @@
 //! ```text
 //! cargo build --release && cargo run --release -p ukvm-benches -- [--rounds N]
 //!     [--guests hello-quiet,hello] [--monitors ukvm,qemu-microvm,qemu-pc,floor]
-//!     [--ukvm PATH] [--qemu PATH] [--no-memory]
+//!     [--ukvm PATH] [--floor PATH] [--qemu PATH] [--no-memory]
 //! ```
 //!
 //! Every time is measured by this process, the same way for every program:
@@ -37,7 +37,7 @@ struct Options {
 }
 
 const USAGE: &str = "usage: ukvm-benches [--rounds N] [--guests a,b] \
-[--monitors ukvm,qemu-microvm,qemu-pc,floor] [--ukvm PATH] [--qemu PATH] \
+[--monitors ukvm,qemu-microvm,qemu-pc,floor] [--ukvm PATH] [--floor PATH] [--qemu PATH] \
 [--guest-dir DIR] [--no-memory]";
 
 fn main() -> ExitCode {
@@ -111,6 +111,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
                     .collect::<Result<_, _>>()?
             }
             "--ukvm" => o.programs.ukvm = value()?.into(),
+            "--floor" => o.programs.floor = value()?.into(),
             "--qemu" => o.programs.qemu = value()?.into(),
             "--guest-dir" => o.guest_dir = value()?.into(),
             "--no-memory" => o.memory = false,
