@@ -1,0 +1,131 @@
+//! Access to a vCPU's state: the trait the executor works through, and its
+//! implementation on a KVM vCPU. Tests implement the trait on plain structs,
+//! so the executor runs without `/dev/kvm`.
+
+use kvm_bindings::{kvm_regs, kvm_sregs, kvm_xsave};
+use kvm_ioctls::VcpuFd;
+
+/// An event the executor delivers to the guest instead of (or after)
+/// completing an instruction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A fault, raised with RIP at the faulting instruction.
+    Exception {
+        /// Vector (6 #UD, 7 #NM, 13 #GP, 14 #PF, 19 #XM).
+        vector: u8,
+        /// Error code, for the vectors that push one.
+        error_code: Option<u32>,
+        /// Faulting linear address, for #PF (goes to CR2).
+        cr2: Option<u64>,
+    },
+    /// `int n` / `int3`: the guest's handler for `vector` runs with the
+    /// return address past the instruction, no error code.
+    SoftInterrupt(u8),
+}
+
+/// Errors of the state accessors (a failed ioctl).
+#[derive(Debug, thiserror::Error)]
+#[error("{op} failed: {source}")]
+pub struct CpuError {
+    /// The operation.
+    pub op: &'static str,
+    /// The error.
+    pub source: kvm_ioctls::Error,
+}
+
+/// The vCPU state the executor reads and writes.
+pub trait GuestCpu {
+    /// General registers, RIP and RFLAGS.
+    fn regs(&mut self) -> Result<kvm_regs, CpuError>;
+    /// Writes general registers, RIP and RFLAGS.
+    fn set_regs(&mut self, regs: &kvm_regs) -> Result<(), CpuError>;
+    /// Segment and control registers.
+    fn sregs(&mut self) -> Result<kvm_sregs, CpuError>;
+    /// The XSAVE area (standard format): x87, MXCSR, XMM, YMM.
+    fn xsave(&mut self) -> Result<kvm_xsave, CpuError>;
+    /// Writes the XSAVE area back.
+    fn set_xsave(&mut self, xsave: &kvm_xsave) -> Result<(), CpuError>;
+    /// The guest's XCR0.
+    fn xcr0(&mut self) -> Result<u64, CpuError>;
+    /// Delivers an event at the next entry.
+    fn inject(&mut self, event: Event) -> Result<(), CpuError>;
+}
+
+/// [`GuestCpu`] on a KVM vCPU.
+pub struct KvmCpu<'a>(pub &'a VcpuFd);
+
+fn op(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> CpuError {
+    move |source| CpuError { op, source }
+}
+
+impl GuestCpu for KvmCpu<'_> {
+    fn regs(&mut self) -> Result<kvm_regs, CpuError> {
+        self.0.get_regs().map_err(op("KVM_GET_REGS"))
+    }
+
+    fn set_regs(&mut self, regs: &kvm_regs) -> Result<(), CpuError> {
+        self.0.set_regs(regs).map_err(op("KVM_SET_REGS"))
+    }
+
+    fn sregs(&mut self) -> Result<kvm_sregs, CpuError> {
+        self.0.get_sregs().map_err(op("KVM_GET_SREGS"))
+    }
+
+    fn xsave(&mut self) -> Result<kvm_xsave, CpuError> {
+        self.0.get_xsave().map_err(op("KVM_GET_XSAVE"))
+    }
+
+    fn set_xsave(&mut self, xsave: &kvm_xsave) -> Result<(), CpuError> {
+        // SAFETY: `xsave` is a whole kvm_xsave (4 KiB region, no trailing
+        // flexible array in use); the kernel reads only that much for
+        // KVM_SET_XSAVE, and its header was produced by the host CPU's
+        // XSAVE, so every feature it names fits in the region.
+        unsafe { self.0.set_xsave(xsave) }.map_err(op("KVM_SET_XSAVE"))
+    }
+
+    fn xcr0(&mut self) -> Result<u64, CpuError> {
+        let xcrs = self.0.get_xcrs().map_err(op("KVM_GET_XCRS"))?;
+        let n = (xcrs.nr_xcrs as usize).min(xcrs.xcrs.len());
+        Ok(xcrs.xcrs[..n]
+            .iter()
+            .find(|x| x.xcr == 0)
+            .map_or(1, |x| x.value))
+    }
+
+    fn inject(&mut self, event: Event) -> Result<(), CpuError> {
+        let mut events = self
+            .0
+            .get_vcpu_events()
+            .map_err(op("KVM_GET_VCPU_EVENTS"))?;
+        match event {
+            Event::Exception {
+                vector,
+                error_code,
+                cr2,
+            } => {
+                if let Some(cr2) = cr2 {
+                    let mut sregs = self.sregs()?;
+                    sregs.cr2 = cr2;
+                    self.0.set_sregs(&sregs).map_err(op("KVM_SET_SREGS"))?;
+                }
+                events.exception.injected = 1;
+                events.exception.pending = 0;
+                events.exception.nr = vector;
+                events.exception.has_error_code = u8::from(error_code.is_some());
+                events.exception.error_code = error_code.unwrap_or(0);
+            }
+            Event::SoftInterrupt(vector) => {
+                // Injected as a hardware-type interrupt with RIP already past
+                // the instruction: the pushed return address is then exactly
+                // RIP, whereas a "soft" injection would make KVM add an
+                // instruction length it does not know for this exit.
+                events.interrupt.injected = 1;
+                events.interrupt.nr = vector;
+                events.interrupt.soft = 0;
+            }
+        }
+        self.0
+            .set_vcpu_events(&events)
+            .map_err(op("KVM_SET_VCPU_EVENTS"))
+    }
+}

@@ -1,0 +1,509 @@
+//! Completing one decoded instruction: software interrupts, `cmpxchg16b`,
+//! and the allowlisted classes that run on the host.
+
+use crate::allow::{self, Class};
+use crate::host::{self, Frame, HostExec, AREA, GPR_ORDER};
+use crate::{Event, Fault, GuestCpu, Mmu, Mode};
+use iced_x86::{
+    Code, Instruction, InstructionInfoFactory, Mnemonic, OpAccess, OpKind, Register, RflagsBits,
+};
+use kvm_bindings::{kvm_regs, kvm_sregs};
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+
+/// Offsets in the standard XSAVE layout.
+const MXCSR: usize = 24;
+const XSTATE_BV: usize = 512;
+const XSAVE_HEADER_END: usize = 576;
+/// MXCSR exception masks (bits 7-12) and flags (bits 0-5).
+const MXCSR_MASKS: u32 = 0x1F80;
+const MXCSR_FLAGS: u32 = 0x3F;
+const CR4_OSXMMEXCPT: u64 = 1 << 10;
+
+/// The guest state one completion works on.
+pub struct State<'a> {
+    pub cpu: &'a mut dyn GuestCpu,
+    pub mem: &'a GuestMemoryMmap,
+    pub regs: kvm_regs,
+    pub sregs: kvm_sregs,
+    pub mode: Mode,
+    pub mmu: Mmu,
+}
+
+impl State<'_> {
+    /// Moves RIP past `insn` and writes the general registers back.
+    fn retire(&mut self, insn: &Instruction) -> Result<(), Fault> {
+        self.regs.rip = match self.mode {
+            Mode::Long => insn.next_ip(),
+            Mode::Real | Mode::Protected16 => insn.next_ip() & 0xFFFF,
+            _ => insn.next_ip() & 0xFFFF_FFFF,
+        };
+        // RF is cleared once an instruction completes.
+        self.regs.rflags &= !(1 << 16);
+        self.cpu.set_regs(&self.regs).map_err(cpu_fault)
+    }
+
+    /// Linear address of the explicit memory operand `op`.
+    fn linear(&self, insn: &Instruction, op: u32) -> Result<u64, Fault> {
+        let long = self.mode == Mode::Long;
+        let addr = insn
+            .virtual_address(op, 0, |reg, _, _| Some(self.value(reg)))
+            .ok_or(Fault::Unsupported("this addressing form"))?;
+        if long {
+            let top = (addr as i64) >> 47;
+            if top != 0 && top != -1 {
+                // Non-canonical: #SS for stack-segment references, else #GP.
+                return Err(if insn.memory_segment() == Register::SS {
+                    Fault::Unsupported("non-canonical stack access (#SS)")
+                } else {
+                    Fault::Gp(0)
+                });
+            }
+            Ok(addr)
+        } else {
+            Ok(addr & 0xFFFF_FFFF)
+        }
+    }
+
+    /// A register's value as an address computation sees it.
+    fn value(&self, reg: Register) -> u64 {
+        let r = &self.regs;
+        let s = &self.sregs;
+        let long = self.mode == Mode::Long;
+        let seg = |base: u64| if long { 0 } else { base };
+        match reg {
+            Register::ES => seg(s.es.base),
+            Register::CS => seg(s.cs.base),
+            Register::SS => seg(s.ss.base),
+            Register::DS => seg(s.ds.base),
+            Register::FS => s.fs.base,
+            Register::GS => s.gs.base,
+            _ => {
+                let full = match reg.full_register() {
+                    Register::RAX => r.rax,
+                    Register::RCX => r.rcx,
+                    Register::RDX => r.rdx,
+                    Register::RBX => r.rbx,
+                    Register::RSP => r.rsp,
+                    Register::RBP => r.rbp,
+                    Register::RSI => r.rsi,
+                    Register::RDI => r.rdi,
+                    Register::R8 => r.r8,
+                    Register::R9 => r.r9,
+                    Register::R10 => r.r10,
+                    Register::R11 => r.r11,
+                    Register::R12 => r.r12,
+                    Register::R13 => r.r13,
+                    Register::R14 => r.r14,
+                    Register::R15 => r.r15,
+                    _ => 0,
+                };
+                match reg.size() {
+                    1 if reg.number() >= Register::AH.number()
+                        && reg.number() <= Register::BH.number() =>
+                    {
+                        (full >> 8) & 0xFF
+                    }
+                    1 => full & 0xFF,
+                    2 => full & 0xFFFF,
+                    4 => full & 0xFFFF_FFFF,
+                    _ => full,
+                }
+            }
+        }
+    }
+}
+
+fn cpu_fault(e: crate::CpuError) -> Fault {
+    Fault::Other(e.to_string())
+}
+
+/// Completes `insn`. `Ok(Some(event))` asks the caller to deliver `event`
+/// after the instruction retired (software interrupts).
+pub fn execute(
+    st: &mut State<'_>,
+    host: &mut Option<HostExec>,
+    insn: &Instruction,
+) -> Result<Option<Event>, Fault> {
+    match insn.code() {
+        Code::Int3 => {
+            st.retire(insn)?;
+            Ok(Some(Event::SoftInterrupt(3)))
+        }
+        Code::Int_imm8 => {
+            st.retire(insn)?;
+            Ok(Some(Event::SoftInterrupt(insn.immediate8())))
+        }
+        Code::Cmpxchg16b_m128 => cmpxchg16b(st, insn).map(|()| None),
+        _ => on_host(st, host, insn).map(|()| None),
+    }
+}
+
+/// `lock cmpxchg16b m128`: compare RDX:RAX with the memory, store RCX:RBX
+/// if equal (ZF=1), else load the memory into RDX:RAX (ZF=0).
+fn cmpxchg16b(st: &mut State<'_>, insn: &Instruction) -> Result<(), Fault> {
+    let linear = st.linear(insn, 0)?;
+    if linear % 16 != 0 {
+        return Err(Fault::Gp(0));
+    }
+    // Hardware writes the destination either way, so it needs write access.
+    let pieces = st.mmu.translate(st.mem, linear, 16, true)?;
+    let gpa = pieces.first().map(|p| p.0).ok_or(Fault::OutsideMemory(0))?;
+    let ptr = st
+        .mem
+        .get_host_address(GuestAddress(gpa))
+        .map_err(|_| Fault::OutsideMemory(gpa))?;
+    if !std::arch::is_x86_feature_detected!("cmpxchg16b") {
+        return Err(Fault::Unsupported("cmpxchg16b on a host without it"));
+    }
+    let r = &mut st.regs;
+    let expected = u128::from(r.rax) | (u128::from(r.rdx) << 64);
+    let new = u128::from(r.rbx) | (u128::from(r.rcx) << 64);
+    // SAFETY: ptr is the host address of 16 guest bytes inside one mapped
+    // guest-memory region (16-aligned and translated as one piece, so not
+    // crossing a region), valid for the life of `mem`; the host supports
+    // cmpxchg16b (checked above). Other threads may access these bytes
+    // concurrently, which is exactly what the locked instruction is for.
+    let old = unsafe { cas16(ptr.cast(), expected, new) };
+    const ZF: u64 = 1 << 6;
+    if old == expected {
+        r.rflags |= ZF;
+    } else {
+        r.rflags &= !ZF;
+        r.rax = old as u64;
+        r.rdx = (old >> 64) as u64;
+    }
+    st.retire(insn)
+}
+
+/// `lock cmpxchg16b [dst]`, returning the value memory held before.
+///
+/// # Safety
+/// `dst` must be valid, 16-byte aligned memory and the CPU must have
+/// cmpxchg16b.
+unsafe fn cas16(dst: *mut u128, expected: u128, new: u128) -> u128 {
+    let (mut lo, mut hi) = (expected as u64, (expected >> 64) as u64);
+    // SAFETY: per the contract above. RBX is reserved by LLVM, so the new
+    // low half is swapped into it around the instruction and RBX restored.
+    unsafe {
+        std::arch::asm!(
+            "xchg {new_lo}, rbx",
+            "lock cmpxchg16b xmmword ptr [{dst}]",
+            "mov rbx, {new_lo}",
+            dst = in(reg) dst,
+            new_lo = inout(reg) new as u64 => _,
+            inout("rax") lo,
+            inout("rdx") hi,
+            in("rcx") (new >> 64) as u64,
+            options(nostack),
+        );
+    }
+    u128::from(lo) | (u128::from(hi) << 64)
+}
+
+/// The memory operand an instruction explicitly accesses.
+struct Operand {
+    linear: u64,
+    size: usize,
+    read: bool,
+    write: bool,
+}
+
+/// Runs an allowlisted instruction on the host with the guest's state.
+fn on_host(
+    st: &mut State<'_>,
+    host: &mut Option<HostExec>,
+    insn: &Instruction,
+) -> Result<(), Fault> {
+    let class = allow::classify(insn).map_err(Fault::Other)?;
+    if insn.has_lock_prefix() {
+        return Err(Fault::Ud);
+    }
+    allow::check_enabled(class, st.sregs.cr0, st.sregs.cr4)?;
+    let host_xcr0 =
+        host::host_xcr0().ok_or(Fault::Unsupported("running SSE on a host without XSAVE"))?;
+    let xcr0 = st.cpu.xcr0().map_err(cpu_fault)?;
+    // x87 and SSE state always travel (they exist whatever XCR0 says); AVX
+    // does when the guest enabled it, so XSAVE/XRSTOR see it.
+    let mask = (0b11 | (xcr0 & 0b100)) & host_xcr0;
+    let mut kvm_xsave = st.cpu.xsave().map_err(cpu_fault)?;
+    let mut area = [0u8; AREA];
+    for (chunk, word) in area.chunks_exact_mut(4).zip(kvm_xsave.region.iter()) {
+        chunk.copy_from_slice(&word.to_le_bytes());
+    }
+    sanitise_header(&mut area, mask);
+    let guest_mxcsr = read_u32(&area, MXCSR);
+    if class == Class::Mmx && read_u16(&area, 2) & 0x80 != 0 {
+        // A pending unmasked x87 exception makes MMX instructions raise #MF.
+        return Err(Fault::Unsupported("MMX with a pending x87 exception (#MF)"));
+    }
+
+    let operand = memory_operand(st, insn, class, xcr0)?;
+    let mut bounce = vec![0u8; operand.as_ref().map_or(0, |o| o.size)];
+    if let Some(op) = &operand {
+        if op.linear % allow::alignment(insn, class, op.size) != 0 {
+            return Err(Fault::Gp(0));
+        }
+        // Translate for the strongest access first: a write fault must
+        // come before anything is read or written.
+        st.mmu.translate(st.mem, op.linear, op.size, op.write)?;
+        if op.read || op.write {
+            st.mmu.read(st.mem, op.linear, &mut bounce)?;
+        }
+    }
+    let mxcsr_mask = host::host_mxcsr_mask();
+    check_loads(
+        insn,
+        class,
+        &bounce,
+        mxcsr_mask,
+        xcr0,
+        st.regs.rax,
+        st.regs.rdx,
+    )?;
+
+    let mut gprs = gprs_of(&st.regs);
+    if class == Class::Xsave {
+        // The requested-feature bitmap EDX:EAX, limited to what the guest
+        // enabled; bits the executor does not carry are refused.
+        let rfbm = ((st.regs.rdx << 32) | (st.regs.rax & 0xFFFF_FFFF)) & xcr0;
+        if rfbm & !mask != 0 {
+            return Err(Fault::Other(format!(
+                "XSAVE components {rfbm:#x} beyond x87/SSE/AVX are not covered"
+            )));
+        }
+        gprs[0] = rfbm & 0xFFFF_FFFF;
+        gprs[2] = 0;
+    }
+    // SIMD computation runs with every exception masked and flags clear,
+    // so the host never takes #XM; unmasked ones are found afterwards.
+    let computes = matches!(class, Class::Simd | Class::Mmx);
+    if computes {
+        write_u32(&mut area, MXCSR, (guest_mxcsr | MXCSR_MASKS) & !MXCSR_FLAGS);
+    }
+
+    let mut rewritten = *insn;
+    let exec = match host {
+        Some(h) => h,
+        None => host.insert(HostExec::new().map_err(|e| Fault::Other(format!("host pages: {e}")))?),
+    };
+    if operand.is_some() || insn.op_kinds().any(|k| k == OpKind::Memory) {
+        rewritten.set_memory_base(Register::RIP);
+        rewritten.set_memory_index(Register::None);
+        rewritten.set_memory_index_scale(1);
+        rewritten.set_memory_displacement64(exec.bounce_addr());
+        rewritten.set_memory_displ_size(8);
+        rewritten.set_segment_prefix(Register::None);
+    }
+    let host_flags = exec
+        .run(
+            &rewritten,
+            Frame {
+                gprs: &mut gprs,
+                xsave: &mut area,
+                bounce: &mut bounce,
+                mask,
+            },
+        )
+        .map_err(Fault::Other)?;
+    if class == Class::Xsave {
+        gprs[0] = st.regs.rax;
+        gprs[2] = st.regs.rdx;
+    }
+
+    if computes {
+        let raised = read_u32(&area, MXCSR) & MXCSR_FLAGS;
+        let unmasked = raised & !(guest_mxcsr >> 7) & MXCSR_FLAGS;
+        if unmasked != 0 {
+            // The destination stays unchanged; only the flags are set.
+            for (chunk, word) in area.chunks_exact_mut(4).zip(kvm_xsave.region.iter()) {
+                chunk.copy_from_slice(&word.to_le_bytes());
+            }
+            write_u32(&mut area, MXCSR, guest_mxcsr | raised);
+            store_xsave(st, &mut kvm_xsave, &area)?;
+            return Err(if st.sregs.cr4 & CR4_OSXMMEXCPT != 0 {
+                Fault::Xm
+            } else {
+                Fault::Ud
+            });
+        }
+        write_u32(&mut area, MXCSR, guest_mxcsr | raised);
+    }
+    if let Some(op) = &operand {
+        if op.write {
+            st.mmu.write(st.mem, op.linear, &bounce)?;
+        }
+    }
+    store_xsave(st, &mut kvm_xsave, &area)?;
+    set_gprs(&mut st.regs, &gprs);
+    let modified = x86_flags(insn.rflags_modified());
+    st.regs.rflags = (st.regs.rflags & !modified) | (host_flags & modified);
+    st.retire(insn)
+}
+
+/// The explicit memory operand, its size and direction, if the instruction
+/// accesses memory.
+fn memory_operand(
+    st: &State<'_>,
+    insn: &Instruction,
+    class: Class,
+    xcr0: u64,
+) -> Result<Option<Operand>, Fault> {
+    let Some(op) = (0..insn.op_count()).find(|&i| insn.op_kind(i) == OpKind::Memory) else {
+        return Ok(None);
+    };
+    let mut factory = InstructionInfoFactory::new();
+    let info = factory.info(insn);
+    let used: Vec<_> = info
+        .used_memory()
+        .iter()
+        .filter(|m| m.access() != OpAccess::NoMemAccess)
+        .collect();
+    if used.len() > 1 {
+        return Err(Fault::Unsupported("more than one memory operand"));
+    }
+    let Some(used) = used.first() else {
+        // PREFETCH and the like: no access at all.
+        return Ok(None);
+    };
+    let access = used.access();
+    let size = match class {
+        Class::Fxsr => 512,
+        // Legacy area and header, plus the AVX upper halves if enabled.
+        Class::Xsave if xcr0 & 0b100 != 0 => XSAVE_HEADER_END + 256,
+        Class::Xsave => XSAVE_HEADER_END,
+        _ => used.memory_size().size(),
+    };
+    if size == 0 || size > AREA {
+        return Err(Fault::Other(format!("memory operand of {size} bytes")));
+    }
+    let read = matches!(
+        access,
+        OpAccess::Read | OpAccess::CondRead | OpAccess::ReadWrite | OpAccess::ReadCondWrite
+    );
+    let write = matches!(
+        access,
+        OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite
+    );
+    Ok(Some(Operand {
+        linear: st.linear(insn, op)?,
+        size,
+        read: read || class == Class::Xsave,
+        write,
+    }))
+}
+
+/// #GP checks of values an instruction loads into MXCSR or the XSAVE
+/// header, made before the host ever sees them.
+fn check_loads(
+    insn: &Instruction,
+    class: Class,
+    mem: &[u8],
+    mxcsr_mask: u32,
+    xcr0: u64,
+    rax: u64,
+    rdx: u64,
+) -> Result<(), Fault> {
+    let bad_mxcsr = |v: u32| v & !mxcsr_mask != 0;
+    match insn.mnemonic() {
+        Mnemonic::Ldmxcsr if bad_mxcsr(read_u32(mem, 0)) => Err(Fault::Gp(0)),
+        Mnemonic::Fxrstor | Mnemonic::Fxrstor64 if bad_mxcsr(read_u32(mem, MXCSR)) => {
+            Err(Fault::Gp(0))
+        }
+        Mnemonic::Xrstor | Mnemonic::Xrstor64 if class == Class::Xsave => {
+            let xstate_bv = read_u64(mem, XSTATE_BV);
+            let xcomp_bv = read_u64(mem, XSTATE_BV + 8);
+            if xcomp_bv != 0 {
+                return Err(Fault::Unsupported("XRSTOR of a compacted-format area"));
+            }
+            let rfbm = ((rdx << 32) | (rax & 0xFFFF_FFFF)) & xcr0;
+            let reserved = mem[XSTATE_BV + 16..XSAVE_HEADER_END]
+                .iter()
+                .any(|&b| b != 0);
+            if xstate_bv & !xcr0 != 0
+                || reserved
+                || (rfbm & 0b110 != 0 && bad_mxcsr(read_u32(mem, MXCSR)))
+            {
+                return Err(Fault::Gp(0));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Makes KVM's XSAVE area loadable by the host's XRSTOR: standard format,
+/// only the components being loaded, reserved header bytes zero.
+fn sanitise_header(area: &mut [u8; AREA], mask: u64) {
+    let bv = read_u64(area, XSTATE_BV) & mask;
+    area[XSTATE_BV..XSAVE_HEADER_END].fill(0);
+    area[XSTATE_BV..XSTATE_BV + 8].copy_from_slice(&bv.to_le_bytes());
+}
+
+/// Writes the area back to KVM with x87 and SSE marked present (KVM drops
+/// components whose XSTATE_BV bit is clear).
+fn store_xsave(
+    st: &mut State<'_>,
+    kvm: &mut kvm_bindings::kvm_xsave,
+    area: &[u8; AREA],
+) -> Result<(), Fault> {
+    for (word, chunk) in kvm.region.iter_mut().zip(area.chunks_exact(4)) {
+        *word = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+    }
+    let bv = read_u64(area, XSTATE_BV) | 0b11;
+    kvm.region[XSTATE_BV / 4] = bv as u32;
+    kvm.region[XSTATE_BV / 4 + 1] = (bv >> 32) as u32;
+    st.cpu.set_xsave(kvm).map_err(cpu_fault)
+}
+
+fn gprs_of(r: &kvm_regs) -> [u64; 16] {
+    [
+        r.rax, r.rcx, r.rdx, r.rbx, r.rsp, r.rbp, r.rsi, r.rdi, r.r8, r.r9, r.r10, r.r11, r.r12,
+        r.r13, r.r14, r.r15,
+    ]
+}
+
+fn set_gprs(r: &mut kvm_regs, g: &[u64; 16]) {
+    debug_assert_eq!(GPR_ORDER[4], Register::RSP);
+    [
+        r.rax, r.rcx, r.rdx, r.rbx, r.rsp, r.rbp, r.rsi, r.rdi, r.r8, r.r9, r.r10, r.r11, r.r12,
+        r.r13, r.r14, r.r15,
+    ] = *g;
+}
+
+/// iced's RflagsBits as architectural RFLAGS bits.
+fn x86_flags(bits: u32) -> u64 {
+    const MAP: [(u32, u64); 9] = [
+        (RflagsBits::CF, 1 << 0),
+        (RflagsBits::PF, 1 << 2),
+        (RflagsBits::AF, 1 << 4),
+        (RflagsBits::ZF, 1 << 6),
+        (RflagsBits::SF, 1 << 7),
+        (RflagsBits::IF, 1 << 9),
+        (RflagsBits::DF, 1 << 10),
+        (RflagsBits::OF, 1 << 11),
+        (RflagsBits::AC, 1 << 18),
+    ];
+    MAP.iter()
+        .filter(|(b, _)| bits & b != 0)
+        .fold(0, |acc, (_, f)| acc | f)
+}
+
+fn read_u16(b: &[u8], at: usize) -> u16 {
+    b.get(at..at + 2)
+        .map_or(0, |s| u16::from_le_bytes([s[0], s[1]]))
+}
+
+fn read_u32(b: &[u8], at: usize) -> u32 {
+    b.get(at..at + 4)
+        .map_or(0, |s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+fn read_u64(b: &[u8], at: usize) -> u64 {
+    u64::from(read_u32(b, at)) | (u64::from(read_u32(b, at + 4)) << 32)
+}
+
+fn write_u32(b: &mut [u8], at: usize, v: u32) {
+    if let Some(s) = b.get_mut(at..at + 4) {
+        s.copy_from_slice(&v.to_le_bytes());
+    }
+}

@@ -1,0 +1,314 @@
+//! Completes guest instructions that KVM's instruction emulator gives up on
+//! (`KVM_EXIT_INTERNAL_ERROR`, suberror 1), so the guest keeps running.
+//!
+//! Some KVMs (software ones such as PVM) run guest kernel code through
+//! KVM's instruction emulator, which lacks SSE arithmetic, MXCSR and
+//! FXSAVE/XSAVE, `cmpxchg16b` and `int3`. [`Emulator::complete`] decodes the
+//! instruction at RIP with `iced-x86`, and then:
+//! - SSE/SSE2/SSSE3/SSE4, MMX, MXCSR, FXSAVE/XSAVE/XRSTOR and x87 control
+//!   instructions run on the host CPU with the guest's register state loaded
+//!   and their memory operand redirected to a bounce buffer filled from (and
+//!   written back to) guest memory through the guest's page tables (see
+//!   [`host`]); nothing else ever runs on the host;
+//! - `cmpxchg16b` runs as a host `lock cmpxchg16b` on the guest page itself,
+//!   atomic with respect to every other thread touching guest memory;
+//! - `int3`/`int n` are delivered as interrupts with RIP past them;
+//! - faults hardware would raise (#UD, #NM, #GP, #PF with CR2, #XM) are
+//!   injected instead of completing.
+//!
+//! Anything else yields a [`Diagnosis`]: RIP, mode, bytes, mnemonic, reason.
+//! Limits: segment limits are not checked (flat segments assumed), 5-level
+//! paging, VEX/EVEX and compacted-format XRSTOR are reported, not completed.
+
+mod allow;
+mod cpu;
+mod exec;
+pub mod host;
+mod paging;
+#[cfg(test)]
+mod tests;
+
+pub use cpu::{CpuError, Event, GuestCpu, KvmCpu};
+pub use paging::Mmu;
+
+use iced_x86::{Decoder, DecoderOptions, Instruction, Mnemonic};
+use kvm_bindings::kvm_sregs;
+use std::collections::HashMap;
+use vm_memory::GuestMemoryMmap;
+
+/// Longest x86 instruction.
+pub const MAX_INSN_LEN: usize = 15;
+
+/// Why an instruction did not complete normally. Guest faults become
+/// events; the other variants stop the guest with a diagnosis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// #PF at `addr` with `error_code`.
+    Page {
+        /// Faulting linear address (CR2).
+        addr: u64,
+        /// #PF error code.
+        error_code: u32,
+    },
+    /// #GP with an error code.
+    Gp(u32),
+    /// #UD.
+    Ud,
+    /// #NM.
+    Nm,
+    /// #XM (unmasked SIMD floating-point exception).
+    Xm,
+    /// A guest-physical address outside guest memory.
+    OutsideMemory(u64),
+    /// Something this executor does not cover.
+    Unsupported(&'static str),
+    /// Something this executor does not cover, with details.
+    Other(String),
+}
+
+impl Fault {
+    /// The event for a guest fault, `None` for the stopping kinds.
+    fn event(&self) -> Option<Event> {
+        let (vector, error_code, cr2) = match *self {
+            Fault::Page { addr, error_code } => (14, Some(error_code), Some(addr)),
+            Fault::Gp(code) => (13, Some(code), None),
+            Fault::Ud => (6, None, None),
+            Fault::Nm => (7, None, None),
+            Fault::Xm => (19, None, None),
+            _ => return None,
+        };
+        Some(Event::Exception {
+            vector,
+            error_code,
+            cr2,
+        })
+    }
+
+    fn reason(&self) -> String {
+        match self {
+            Fault::OutsideMemory(gpa) => {
+                format!("operand at guest-physical {gpa:#x} is outside guest memory")
+            }
+            Fault::Unsupported(what) => format!("{what} is not covered"),
+            Fault::Other(what) => what.clone(),
+            guest => format!("{guest:?}"),
+        }
+    }
+}
+
+/// The CPU mode the guest runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Real mode.
+    Real,
+    /// Protected mode with a 16-bit code segment.
+    Protected16,
+    /// Protected mode with a 32-bit code segment.
+    Protected32,
+    /// Long mode, 32-bit code segment.
+    Compat,
+    /// Long mode, 64-bit code segment.
+    Long,
+}
+
+impl Mode {
+    /// The mode the special registers describe.
+    pub fn of(sregs: &kvm_sregs) -> Mode {
+        if sregs.cr0 & 1 == 0 {
+            Mode::Real
+        } else if sregs.efer & (1 << 10) != 0 && sregs.cs.l != 0 {
+            Mode::Long
+        } else if sregs.efer & (1 << 10) != 0 {
+            Mode::Compat
+        } else if sregs.cs.db != 0 {
+            Mode::Protected32
+        } else {
+            Mode::Protected16
+        }
+    }
+
+    /// Default code size in bits.
+    pub fn bitness(self) -> u32 {
+        match self {
+            Mode::Real | Mode::Protected16 => 16,
+            Mode::Protected32 | Mode::Compat => 32,
+            Mode::Long => 64,
+        }
+    }
+
+    /// Name for diagnoses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Real => "real mode",
+            Mode::Protected16 => "16-bit protected mode",
+            Mode::Protected32 => "32-bit protected mode",
+            Mode::Compat => "compatibility mode",
+            Mode::Long => "64-bit mode",
+        }
+    }
+}
+
+/// What ukvm knows about an instruction it could not complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnosis {
+    /// Guest RIP of the instruction.
+    pub rip: u64,
+    /// CPU mode.
+    pub mode: &'static str,
+    /// The instruction's bytes (all bytes known when it did not decode).
+    pub bytes: Vec<u8>,
+    /// Decoded mnemonic, if it decoded.
+    pub mnemonic: Option<String>,
+    /// Why it was not completed.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Diagnosis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let bytes: Vec<String> = self.bytes.iter().map(|b| format!("{b:02x}")).collect();
+        write!(
+            f,
+            "cannot complete instruction `{}` at rip {:#x} ({}), bytes [{}]: {}",
+            self.mnemonic.as_deref().unwrap_or("(undecodable)"),
+            self.rip,
+            self.mode,
+            bytes.join(" "),
+            self.reason
+        )
+    }
+}
+
+/// Errors of [`Emulator::complete`].
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading or writing vCPU state failed.
+    #[error(transparent)]
+    Cpu(#[from] CpuError),
+    /// The instruction cannot be completed; the guest must stop.
+    #[error("{0}")]
+    Uncompletable(Diagnosis),
+}
+
+/// What [`Emulator::complete`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Completion {
+    /// The instruction.
+    pub mnemonic: Mnemonic,
+    /// The event delivered instead of (or, for `int n`, after) completing it.
+    pub event: Option<Event>,
+}
+
+/// The executor of one vCPU.
+#[derive(Default)]
+pub struct Emulator {
+    host: Option<host::HostExec>,
+    counts: HashMap<Mnemonic, u64>,
+}
+
+impl Emulator {
+    /// An executor; its host pages are mapped on first use, so a guest
+    /// that never needs it pays nothing at boot.
+    pub fn new() -> Emulator {
+        Emulator::default()
+    }
+
+    /// Completes the instruction at the guest's RIP. `kvm_bytes` are the
+    /// instruction bytes KVM reported with the exit, if any; otherwise they
+    /// are read from guest memory at CS:RIP through the guest page tables.
+    pub fn complete(
+        &mut self,
+        cpu: &mut dyn GuestCpu,
+        mem: &GuestMemoryMmap,
+        kvm_bytes: Option<&[u8]>,
+    ) -> Result<Completion, Error> {
+        let regs = cpu.regs()?;
+        let sregs = cpu.sregs()?;
+        let mode = Mode::of(&sregs);
+        let mmu = Mmu::from_sregs(&sregs);
+        let bytes = match kvm_bytes {
+            Some(b) if !b.is_empty() => b[..b.len().min(MAX_INSN_LEN)].to_vec(),
+            _ => fetch(mem, &mmu, sregs.cs.base.wrapping_add(regs.rip), mode),
+        };
+        let diagnose = |insn: Option<&Instruction>, reason: String| {
+            let len = insn.map_or(bytes.len(), |i| i.len().min(bytes.len()));
+            Error::Uncompletable(Diagnosis {
+                rip: regs.rip,
+                mode: mode.name(),
+                bytes: bytes[..len].to_vec(),
+                mnemonic: insn.map(|i| format!("{:?}", i.mnemonic()).to_lowercase()),
+                reason,
+            })
+        };
+        let mut decoder = Decoder::with_ip(mode.bitness(), &bytes, regs.rip, DecoderOptions::NONE);
+        let insn = decoder.decode();
+        if insn.is_invalid() {
+            return Err(diagnose(
+                None,
+                format!("cannot decode ({:?})", decoder.last_error()),
+            ));
+        }
+        let mut state = exec::State {
+            cpu,
+            mem,
+            regs,
+            sregs,
+            mode,
+            mmu,
+        };
+        match exec::execute(&mut state, &mut self.host, &insn) {
+            Ok(event) => {
+                if let Some(event) = event {
+                    state.cpu.inject(event)?;
+                }
+                *self.counts.entry(insn.mnemonic()).or_default() += 1;
+                Ok(Completion {
+                    mnemonic: insn.mnemonic(),
+                    event,
+                })
+            }
+            Err(fault) => match fault.event() {
+                Some(event) => {
+                    state.cpu.inject(event)?;
+                    Ok(Completion {
+                        mnemonic: insn.mnemonic(),
+                        event: Some(event),
+                    })
+                }
+                None => Err(diagnose(Some(&insn), fault.reason())),
+            },
+        }
+    }
+
+    /// Completed instructions by mnemonic (lower case), sorted by name.
+    pub fn counts(&self) -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = self
+            .counts
+            .iter()
+            .map(|(m, n)| (format!("{m:?}").to_lowercase(), *n))
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// Reads up to 15 instruction bytes at `linear`, stopping at the first byte
+/// that cannot be read (the instruction may end before it).
+fn fetch(mem: &GuestMemoryMmap, mmu: &Mmu, linear: u64, mode: Mode) -> Vec<u8> {
+    let mask = if mode == Mode::Long {
+        u64::MAX
+    } else {
+        0xFFFF_FFFF
+    };
+    let mut bytes = Vec::with_capacity(MAX_INSN_LEN);
+    for i in 0..MAX_INSN_LEN as u64 {
+        let mut b = [0u8];
+        if mmu
+            .read(mem, linear.wrapping_add(i) & mask, &mut b)
+            .is_err()
+        {
+            break;
+        }
+        bytes.push(b[0]);
+    }
+    bytes
+}
