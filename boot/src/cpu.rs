@@ -56,6 +56,10 @@ pub enum Mode {
     /// identity-mapped by the tables at [`layout::PAGE_TABLES_ADDR`]
     /// (64-bit Linux boot protocol).
     Long64,
+    /// [`Mode::Long64`] as a Solo5 hvt guest expects it: write protection
+    /// and NX on (the loader's page tables carry segment permissions), SSE
+    /// enabled (see [`crate::hvt::setup_sregs`]).
+    Solo5Hvt,
 }
 
 impl Mode {
@@ -64,6 +68,7 @@ impl Mode {
         match self {
             Mode::Protected32 => "32-bit protected mode",
             Mode::Long64 => "64-bit long mode",
+            Mode::Solo5Hvt => "64-bit long mode (Solo5 hvt)",
         }
     }
 }
@@ -142,6 +147,7 @@ pub fn setup_sregs(sregs: &mut kvm_sregs, mode: Mode) {
     match mode {
         Mode::Protected32 => protected32(sregs),
         Mode::Long64 => long64(sregs),
+        Mode::Solo5Hvt => crate::hvt::setup_sregs(sregs),
     }
 }
 

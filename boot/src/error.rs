@@ -80,6 +80,8 @@ pub enum Error {
         "--initrd is for Linux and PVH kernels; a Multiboot kernel gets files through --module"
     )]
     InitrdNotSupported,
+    #[error("Solo5 hvt image: {0}")]
+    Hvt(#[from] crate::hvt::Error),
     #[error("writing guest memory at {addr:#x}: {source}")]
     GuestMemory {
         addr: u64,

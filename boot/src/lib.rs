@@ -11,6 +11,7 @@
 //! - [`multiboot`]: Multiboot 1 header parsing, kernel loading, info structure.
 //! - [`pvh`]: PVH entry (ELF64 with a Xen PHYS32_ENTRY note), `hvm_start_info`.
 //! - [`linux`]: the Linux boot protocol: bzImage and ELF64 `vmlinux`, zero page.
+//! - [`hvt`]: Solo5 hvt guests: ABI and manifest notes, loading, boot info.
 //! - [`elf`]: the few ELF facts the loaders need (program headers).
 //! - [`cpu`]: GDT, segment and control register state for each entry mode.
 //! - [`cpuid`]: the CPUID table the guest sees.
@@ -26,12 +27,17 @@
 //!    ELF program headers otherwise). It wins over everything below, so an
 //!    ELF64 unikernel that also carries a PVH note (Unikraft, Hermit) still
 //!    boots the way it did.
-//! 2. An ELF64 x86-64 executable with a `XEN_ELFNOTE_PHYS32_ENTRY` note:
+//! 2. An ELF64 executable with a Solo5 ABI note (`.note.solo5.abi`) and no
+//!    Multiboot header: a Solo5 hvt guest ([`hvt`]), entered in long mode
+//!    with RDI = `hvt_boot_info`. A note for another Solo5 target or ABI
+//!    version is an error naming it. (Solo5 virtio images carry a
+//!    Multiboot header and take rule 1.)
+//! 3. An ELF64 x86-64 executable with a `XEN_ELFNOTE_PHYS32_ENTRY` note:
 //!    PVH, entered in 32-bit protected mode at the note's address with
 //!    EBX = `hvm_start_info`.
-//! 3. Any other ELF64 x86-64 executable: a Linux `vmlinux`, entered at
+//! 4. Any other ELF64 x86-64 executable: a Linux `vmlinux`, entered at
 //!    `e_entry` in 64-bit mode (identity-mapped 4 GiB) with RSI = zero page.
-//! 4. "HdrS" at offset 0x202: a bzImage, entered at its 64-bit entry (load
+//! 5. "HdrS" at offset 0x202: a bzImage, entered at its 64-bit entry (load
 //!    address + 0x200, long mode) when `xloadflags` has XLF_KERNEL_64, else
 //!    at `code32_start` in protected mode, ESI = zero page either way.
 //!
@@ -44,6 +50,7 @@ pub mod cpu;
 pub mod cpuid;
 pub mod elf;
 mod error;
+pub mod hvt;
 pub mod layout;
 pub mod linux;
 pub mod multiboot;
@@ -85,6 +92,8 @@ pub enum Format {
     LinuxElf,
     /// Linux bzImage (64-bit entry when the kernel has one, else 32-bit).
     BzImage,
+    /// Solo5 hvt guest (ELF64 with the Solo5 ABI note for target hvt).
+    Solo5Hvt,
 }
 
 impl Format {
@@ -96,6 +105,7 @@ impl Format {
             Format::Pvh => "pvh",
             Format::LinuxElf => "linux-elf64",
             Format::BzImage => "linux-bzimage",
+            Format::Solo5Hvt => "solo5-hvt",
         }
     }
 }
@@ -168,6 +178,13 @@ fn detect(image: &[u8]) -> Result<Detected> {
         Ok(None) => None,
         Err(e) => Some(e),
     };
+    if let Some(note) = hvt::abi_note(image)? {
+        // A Solo5 image without a Multiboot header is hvt (or a target
+        // ukvm cannot run: say which).
+        hvt::check_abi(note)?;
+        elf::parse(image)?;
+        return Ok(Detected::Other(Format::Solo5Hvt));
+    }
     let other = if elf::is_elf(image) && image.get(4) == Some(&2) {
         // Parse errors of an ELF64 file are the user's best clue.
         elf::parse(image)?;
@@ -201,6 +218,16 @@ pub fn load(mem: &GuestMemoryMmap, image: &[u8], params: &BootParams) -> Result<
         Detected::Multiboot(header) => multiboot::load(mem, image, &header, params),
         Detected::Other(Format::Pvh) => pvh::load(mem, image, params),
         Detected::Other(Format::LinuxElf) => linux::load_vmlinux(mem, image, params),
+        // Through this generic entry an hvt guest gets no devices attached;
+        // the monitor calls hvt::load with its attachments.
+        Detected::Other(Format::Solo5Hvt) => hvt::load(
+            mem,
+            image,
+            &hvt::HvtParams {
+                cmdline: params.cmdline.clone(),
+                ..Default::default()
+            },
+        ),
         Detected::Other(_) => linux::load_bzimage(mem, image, params),
     }
 }
