@@ -30,11 +30,11 @@ pub enum Error {
     },
     /// The file cannot be opened (missing, no permission, read-only file
     /// system for a read-write disk).
-    #[error("--disk {}: cannot open {}: {source}", path.display(), mode)]
+    #[error("--disk {}: cannot open for {}: {source}", path.display(), mode)]
     Open {
         /// The file.
         path: PathBuf,
-        /// "read-only" or "read-write".
+        /// "reading" or "reading and writing".
         mode: &'static str,
         /// Why.
         source: io::Error,
@@ -184,9 +184,9 @@ impl Disk {
     pub fn open(spec: &DiskSpec) -> Result<Disk, Error> {
         let path = &spec.path;
         let mode = if spec.read_only {
-            "read-only"
+            "reading"
         } else {
-            "read-write"
+            "reading and writing"
         };
         let open_err = |source| Error::Open {
             path: path.clone(),

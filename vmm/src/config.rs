@@ -166,8 +166,14 @@ impl VmConfig {
         if self.kernel.is_none() {
             return Err(Error::NoKernel);
         }
-        if !self.disks.is_empty() {
-            return Err(Error::Unsupported("--disk"));
+        crate::pci::parse_disks(&self.disks)?;
+        if self.disks.len() + self.nets.len() > crate::pci::MAX_DEVICES {
+            return Err(Error::Config(format!(
+                "too many devices: {} disks and {} NICs, but the PCI bus has {} free slots",
+                self.disks.len(),
+                self.nets.len(),
+                crate::pci::MAX_DEVICES
+            )));
         }
         if !self.nets.is_empty() {
             return Err(Error::Unsupported("--net"));

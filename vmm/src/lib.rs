@@ -37,7 +37,9 @@
 
 pub mod config;
 pub mod error;
+mod io_thread;
 mod memory;
+mod pci;
 pub mod timings;
 mod vcpu;
 pub mod vm;

@@ -3,6 +3,8 @@
 
 use crate::config::{Kernel, VmConfig};
 use crate::error::{Crash, CrashKind, Error, Result};
+use crate::io_thread::IoThread;
+use crate::pci;
 use crate::timings::{Phase, Timings};
 use crate::{memory, vcpu};
 use kvm_bindings::KVM_INTERNAL_ERROR_EMULATION;
@@ -61,10 +63,13 @@ enum Step {
 /// Field order matters: the vCPU and VM fds drop before guest memory.
 pub struct Vm {
     vcpu: VcpuFd,
-    vm: VmFd,
+    /// Shared with the PCI devices' interrupt lines (`KVM_IRQ_LINE`).
+    vm: Arc<VmFd>,
     mem: GuestMemoryMmap,
     pio: Bus,
     mmio: Bus,
+    /// Serves device queues; present only when the VM has PCI devices.
+    io: Option<IoThread>,
     serial: Arc<Mutex<Serial>>,
     boot: Boot,
     timings: Timings,
@@ -113,9 +118,19 @@ impl Vm {
             source,
         })?;
 
+        // Disk images are opened before any KVM object exists: a bad
+        // --disk is one line of error and costs nothing.
+        let disks = pci::open_disks(&pci::parse_disks(&cfg.disks)?)?;
+
         let kvm = Kvm::new().map_err(Error::KvmOpen)?;
-        let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
+        let vm = Arc::new(kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?);
         timings.mark(Phase::VmCreated);
+        if !disks.is_empty() {
+            // PCI devices interrupt; VMs without them skip the irqchip and
+            // its teardown cost. It must exist before the vCPU.
+            pci::create_irqchip(&vm)?;
+            timings.irqchip = true;
+        }
         let mem = memory::create(cfg.mem_bytes())?;
         memory::register(&vm, &mem)?;
         timings.mark(Phase::MemoryRegistered);
@@ -150,12 +165,17 @@ impl Vm {
             IrqTrigger::disconnected(),
         )));
         legacy_devices(&mut pio, serial.clone())?;
+        let mut mmio = Bus::new();
+        let mut pci_bus = pci::PciBuilder::new(&vm, &mem, &mut pio, &mut mmio);
+        pci::add_disks(&mut pci_bus, disks)?;
+        let io = pci_bus.finish()?;
         Ok(Vm {
             vcpu,
             vm,
             mem,
             pio,
-            mmio: Bus::new(),
+            mmio,
+            io,
             serial,
             boot,
             timings,
@@ -166,6 +186,10 @@ impl Vm {
     /// is flushed before this returns.
     pub fn run(&mut self) -> Result<Exit> {
         let result = self.run_loop();
+        // The guest is done: let the I/O thread finish its request and go.
+        if let Some(io) = self.io.as_mut() {
+            io.stop();
+        }
         let mut serial = ukvm_devices::bus::lock(&self.serial);
         if let Some(at) = serial.first_byte() {
             self.timings.mark_at(Phase::FirstSerialByte, at);
@@ -341,9 +365,15 @@ impl Vm {
             vcpu,
             vm,
             mem,
+            pio,
+            mmio,
+            io,
             mut timings,
             ..
         } = self;
+        // Devices hold the VM fd for their interrupt lines: drop them first
+        // so the VM really closes here.
+        drop((io, pio, mmio));
         drop(vcpu);
         drop(vm);
         drop(mem);

@@ -1,0 +1,92 @@
+//! The I/O thread: an event-manager epoll loop that serves device queues,
+//! so a queue notification (an ioeventfd) never comes back to the vCPU
+//! loop. Started only when the VM has devices.
+
+use crate::error::{Error, Result};
+use event_manager::{EventManager, EventOps, EventSet, Events, MutEventSubscriber, SubscriberOps};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use vmm_sys_util::eventfd::EventFd;
+
+/// Something the I/O thread serves (a device).
+pub type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;
+
+/// Ends the loop when its eventfd is written.
+struct Stopper {
+    fd: EventFd,
+    done: Arc<AtomicBool>,
+}
+
+impl MutEventSubscriber for Stopper {
+    fn init(&mut self, ops: &mut EventOps) {
+        // Without this event the thread could not be stopped; the VM then
+        // ends with the process, which is still correct.
+        let _ = ops.add(Events::new(&self.fd, EventSet::IN));
+    }
+
+    fn process(&mut self, _events: Events, _ops: &mut EventOps) {
+        let _ = self.fd.read();
+        self.done.store(true, Ordering::Release);
+    }
+}
+
+/// A running I/O thread.
+pub struct IoThread {
+    stop: EventFd,
+    handle: Option<JoinHandle<()>>,
+}
+
+fn io_err(what: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |e| Error::Device(format!("I/O thread: {what}: {e}"))
+}
+
+impl IoThread {
+    /// Registers `subscribers` and starts serving them.
+    pub fn spawn(subscribers: Vec<Subscriber>) -> Result<IoThread> {
+        let stop = EventFd::new(libc::EFD_NONBLOCK).map_err(io_err("eventfd"))?;
+        let done = Arc::new(AtomicBool::new(false));
+        let stopper = Stopper {
+            fd: stop.try_clone().map_err(io_err("eventfd"))?,
+            done: done.clone(),
+        };
+        let mut manager = EventManager::<Subscriber>::new()
+            .map_err(|e| Error::Device(format!("I/O thread: epoll: {e:?}")))?;
+        for s in subscribers {
+            manager.add_subscriber(s);
+        }
+        manager.add_subscriber(Arc::new(Mutex::new(stopper)));
+        let handle = std::thread::Builder::new()
+            .name("ukvm-io".into())
+            .spawn(move || {
+                while !done.load(Ordering::Acquire) {
+                    if let Err(e) = manager.run() {
+                        eprintln!("ukvm: warning: I/O thread stopped: {e:?}");
+                        break;
+                    }
+                }
+            })
+            .map_err(io_err("spawn"))?;
+        Ok(IoThread {
+            stop,
+            handle: Some(handle),
+        })
+    }
+
+    /// Finishes the request in progress, then stops and joins the thread.
+    pub fn stop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            // If the write fails the thread is already gone or never will
+            // read it; joining would hang, so leave it to process exit.
+            if self.stop.write(1).is_ok() {
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
+impl Drop for IoThread {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

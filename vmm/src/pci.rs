@@ -1,0 +1,230 @@
+//! The VM's PCI bus and the virtio devices on it: opening disk images
+//! before the VM exists, the in-kernel interrupt controllers devices need,
+//! BAR and interrupt assignment, ioeventfds, and the I/O thread.
+//!
+//! Interrupts: PCI devices raise level-triggered INTx with `KVM_IRQ_LINE`,
+//! which needs KVM's in-kernel PIC and IOAPIC; ukvm creates them (and the
+//! PIT) only when the VM has PCI devices, because they make VM teardown
+//! cost ~20 ms here. With an in-kernel irqchip `hlt` is handled inside KVM
+//! and never reaches ukvm: a guest that halts with interrupts off hangs
+//! instead of ending the run, so guests must end through an exit port.
+
+use crate::error::{Error, Result};
+use crate::io_thread::{IoThread, Subscriber};
+use kvm_bindings::kvm_pit_config;
+use kvm_ioctls::{IoEventAddress, NoDatamatch, VmFd};
+use std::sync::{Arc, Mutex};
+use ukvm_boot::layout::MMIO_HOLE_START;
+use ukvm_devices::irq::LevelIrq;
+use ukvm_devices::pci::{self, PciRoot};
+use ukvm_devices::virtio::pci::{Resources, VirtioPci, IO_BAR_SIZE, MMIO_BAR_SIZE};
+use ukvm_devices::virtio::VirtioDevice;
+use ukvm_devices::Bus;
+use ukvm_virtio_blk::{Block, Disk, DiskSpec};
+use vm_memory::GuestMemoryMmap;
+
+/// Devices that fit on bus 0 next to the host bridge.
+pub const MAX_DEVICES: usize = pci::SLOTS - 1;
+
+/// Interrupt lines for PCI devices, as a PC BIOS hands them out. They avoid
+/// the timer (0), keyboard (1), cascade (2), COM1 (4), RTC (8) and mouse
+/// (12); with more devices than lines, lines are shared (INTx is
+/// level-triggered and shareable).
+const PCI_IRQS: [u8; 6] = [5, 9, 10, 11, 3, 7];
+
+/// First port of the legacy I/O BARs.
+const IO_BASE: u16 = 0x6000;
+
+/// Parses every `--disk` (no I/O).
+pub fn parse_disks(specs: &[String]) -> Result<Vec<DiskSpec>> {
+    specs
+        .iter()
+        .map(|s| DiskSpec::parse(s).map_err(|e| Error::Config(e.to_string())))
+        .collect()
+}
+
+/// Opens every disk image, before any KVM object exists.
+pub fn open_disks(specs: &[DiskSpec]) -> Result<Vec<Disk>> {
+    specs
+        .iter()
+        .map(|s| Disk::open(s).map_err(|e| Error::Device(e.to_string())))
+        .collect()
+}
+
+/// Creates the in-kernel PIC, IOAPIC and PIT. Must precede vCPU creation.
+pub fn create_irqchip(vm: &VmFd) -> Result<()> {
+    vm.create_irq_chip().map_err(|source| Error::Kvm {
+        op: "KVM_CREATE_IRQCHIP",
+        source,
+    })?;
+    // Guests that calibrate their clocks against the PIT need one.
+    vm.create_pit2(kvm_pit_config::default())
+        .map_err(|source| Error::Kvm {
+            op: "KVM_CREATE_PIT2",
+            source,
+        })
+}
+
+/// An interrupt line shared by devices: high while any of them holds it.
+struct IrqPin {
+    vm: Arc<VmFd>,
+    gsi: u32,
+    /// One bit per device on this line.
+    holders: Mutex<u32>,
+}
+
+/// One device's hold on an [`IrqPin`].
+struct PinHold {
+    pin: Arc<IrqPin>,
+    bit: u32,
+}
+
+impl LevelIrq for PinHold {
+    fn set_level(&self, high: bool) -> std::io::Result<()> {
+        let mut holders = ukvm_devices::bus::lock(&self.pin.holders);
+        let before = *holders != 0;
+        if high {
+            *holders |= self.bit;
+        } else {
+            *holders &= !self.bit;
+        }
+        let after = *holders != 0;
+        if before != after {
+            self.pin
+                .vm
+                .set_irq_line(self.pin.gsi, after)
+                .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Builds bus 0 and puts devices on it, in order.
+pub struct PciBuilder<'a> {
+    vm: &'a Arc<VmFd>,
+    mem: &'a GuestMemoryMmap,
+    pio: &'a mut Bus,
+    mmio: &'a mut Bus,
+    root: PciRoot,
+    pins: Vec<Arc<IrqPin>>,
+    count: usize,
+    subscribers: Vec<Subscriber>,
+}
+
+fn bus_err(e: impl std::fmt::Display) -> Error {
+    Error::Device(format!("PCI: {e}"))
+}
+
+impl<'a> PciBuilder<'a> {
+    /// A bus with only the host bridge.
+    pub fn new(
+        vm: &'a Arc<VmFd>,
+        mem: &'a GuestMemoryMmap,
+        pio: &'a mut Bus,
+        mmio: &'a mut Bus,
+    ) -> Self {
+        let pins = PCI_IRQS
+            .iter()
+            .map(|&irq| {
+                Arc::new(IrqPin {
+                    vm: vm.clone(),
+                    gsi: u32::from(irq),
+                    holders: Mutex::new(0),
+                })
+            })
+            .collect();
+        PciBuilder {
+            vm,
+            mem,
+            pio,
+            mmio,
+            root: PciRoot::new(),
+            pins,
+            count: 0,
+            subscribers: Vec::new(),
+        }
+    }
+
+    /// Adds a virtio device in the next slot: assigns its BARs and line,
+    /// puts it on the buses, registers its queue ioeventfds, and has the
+    /// I/O thread serve it.
+    pub fn add_virtio<D>(&mut self, device: D) -> Result<()>
+    where
+        D: VirtioDevice + event_manager::MutEventSubscriber + 'static,
+    {
+        let n = self.count;
+        if n >= MAX_DEVICES {
+            return Err(bus_err(pci::Error::NoFreeSlot));
+        }
+        let pin = &self.pins[n % self.pins.len()];
+        let res = Resources {
+            io_base: IO_BASE + (n as u16) * IO_BAR_SIZE as u16,
+            mmio_base: (MMIO_HOLE_START + n as u64 * u64::from(MMIO_BAR_SIZE)) as u32,
+            irq: pin.gsi as u8,
+        };
+        let hold = PinHold {
+            pin: pin.clone(),
+            bit: 1 << (n / self.pins.len()),
+        };
+        let device = Arc::new(Mutex::new(device));
+        let transport = VirtioPci::new(device.clone(), self.mem.clone(), res, Box::new(hold))
+            .map_err(bus_err)?;
+        let transport = Arc::new(Mutex::new(transport));
+        self.root.add(transport.clone()).map_err(bus_err)?;
+        self.pio
+            .insert(
+                u64::from(res.io_base),
+                u64::from(IO_BAR_SIZE),
+                transport.clone(),
+            )
+            .map_err(bus_err)?;
+        self.mmio
+            .insert(
+                u64::from(res.mmio_base),
+                u64::from(MMIO_BAR_SIZE),
+                transport,
+            )
+            .map_err(bus_err)?;
+        self.register_ioevents(&*ukvm_devices::bus::lock(&device), &res);
+        self.subscribers.push(device);
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Lets KVM complete queue notifications itself. Where it cannot, the
+    /// write exits to ukvm and the transport signals the queue instead.
+    fn register_ioevents(&self, device: &dyn VirtioDevice, res: &Resources) {
+        for (q, evt) in device.queue_events().iter().enumerate() {
+            let port = IoEventAddress::Pio(res.legacy_notify_port());
+            let _ = self.vm.register_ioevent(evt, &port, q as u16);
+            let addr = IoEventAddress::Mmio(res.notify_addr(q));
+            let _ = self.vm.register_ioevent(evt, &addr, NoDatamatch);
+        }
+    }
+
+    /// Puts the configuration ports on the bus and starts the I/O thread
+    /// if there are devices to serve.
+    pub fn finish(self) -> Result<Option<IoThread>> {
+        self.pio
+            .insert(
+                pci::CONFIG_PORT,
+                pci::CONFIG_PORTS_LEN,
+                Arc::new(Mutex::new(self.root)),
+            )
+            .map_err(bus_err)?;
+        if self.subscribers.is_empty() {
+            return Ok(None);
+        }
+        IoThread::spawn(self.subscribers).map(Some)
+    }
+}
+
+/// Attaches one virtio-blk device per disk, in command-line order.
+pub fn add_disks(pci: &mut PciBuilder<'_>, disks: Vec<Disk>) -> Result<()> {
+    for disk in disks {
+        let name = disk.name.clone();
+        let block = Block::new(disk).map_err(|e| Error::Device(format!("--disk {name}: {e}")))?;
+        pci.add_virtio(block)?;
+    }
+    Ok(())
+}
