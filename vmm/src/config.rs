@@ -175,9 +175,6 @@ impl VmConfig {
                 crate::pci::MAX_DEVICES
             )));
         }
-        if !self.nets.is_empty() {
-            return Err(Error::Unsupported("--net"));
-        }
         Ok(())
     }
 

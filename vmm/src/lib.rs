@@ -39,6 +39,7 @@ pub mod config;
 pub mod error;
 mod io_thread;
 mod memory;
+mod net;
 mod pci;
 pub mod timings;
 mod vcpu;

@@ -4,7 +4,7 @@
 use crate::config::{Kernel, VmConfig};
 use crate::error::{Crash, CrashKind, Error, Result};
 use crate::io_thread::IoThread;
-use crate::pci;
+use crate::{net, pci};
 use crate::timings::{Phase, Timings};
 use crate::{memory, vcpu};
 use kvm_bindings::KVM_INTERNAL_ERROR_EMULATION;
@@ -121,11 +121,13 @@ impl Vm {
         // Disk images are opened before any KVM object exists: a bad
         // --disk is one line of error and costs nothing.
         let disks = pci::open_disks(&pci::parse_disks(&cfg.disks)?)?;
+        // TAPs too: a missing or busy interface fails here.
+        let nets = net::open_nets(net::parse_nets(&cfg.nets)?)?;
 
         let kvm = Kvm::new().map_err(Error::KvmOpen)?;
         let vm = Arc::new(kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?);
         timings.mark(Phase::VmCreated);
-        if !disks.is_empty() {
+        if !disks.is_empty() || !nets.is_empty() {
             // PCI devices interrupt; VMs without them skip the irqchip and
             // its teardown cost. It must exist before the vCPU.
             pci::create_irqchip(&vm)?;
@@ -168,6 +170,7 @@ impl Vm {
         let mut mmio = Bus::new();
         let mut pci_bus = pci::PciBuilder::new(&vm, &mem, &mut pio, &mut mmio);
         pci::add_disks(&mut pci_bus, disks)?;
+        net::add_nets(&mut pci_bus, nets)?;
         let io = pci_bus.finish()?;
         Ok(Vm {
             vcpu,
