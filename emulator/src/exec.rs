@@ -134,8 +134,73 @@ pub fn execute(
             Ok(Some(Event::SoftInterrupt(insn.immediate8())))
         }
         Code::Cmpxchg16b_m128 => cmpxchg16b(st, insn).map(|()| None),
+        Code::Iretw | Code::Iretd | Code::Iretq => iret(st, insn).map(|()| None),
         _ => on_host(st, host, insn).map(|()| None),
     }
+}
+
+/// IRET to the same privilege level and code segment, the way interrupt
+/// handlers of a kernel return (KVM's emulator only does real-mode IRET):
+/// pop IP, CS and FLAGS (and in 64-bit mode SP and SS).
+fn iret(st: &mut State<'_>, insn: &Instruction) -> Result<(), Fault> {
+    const NT: u64 = 1 << 14;
+    const VM: u64 = 1 << 17;
+    // CF PF AF ZF SF TF IF DF OF IOPL NT RF AC ID: what IRET at CPL 0 loads.
+    const LOADED: u64 = 0x0025_7FD5;
+    if st.mode == Mode::Real {
+        return Err(Fault::Unsupported("real-mode IRET"));
+    }
+    if st.regs.rflags & (NT | VM) != 0 {
+        return Err(Fault::Unsupported("task-switch or virtual-8086 IRET"));
+    }
+    let size: usize = match insn.code() {
+        Code::Iretw => 2,
+        Code::Iretd => 4,
+        _ => 8,
+    };
+    let long = st.mode == Mode::Long;
+    let sp_mask = if long {
+        u64::MAX
+    } else if st.sregs.ss.db != 0 {
+        0xFFFF_FFFF
+    } else {
+        0xFFFF
+    };
+    let base = if long { 0 } else { st.sregs.ss.base };
+    let sp = st.regs.rsp & sp_mask;
+    let count = if long { 5 } else { 3 };
+    let mut frame = [0u8; 40];
+    let frame = &mut frame[..count * size];
+    let mut linear = base.wrapping_add(sp);
+    if !long {
+        linear &= 0xFFFF_FFFF;
+    }
+    st.mmu.read(st.mem, linear, frame)?;
+    let item = |i: usize| {
+        let mut v = [0u8; 8];
+        v[..size].copy_from_slice(&frame[i * size..(i + 1) * size]);
+        u64::from_le_bytes(v)
+    };
+    if item(1) as u16 != st.sregs.cs.selector {
+        return Err(Fault::Unsupported("IRET to another code segment"));
+    }
+    if long && item(4) as u16 != st.sregs.ss.selector {
+        return Err(Fault::Unsupported("IRET to another stack segment"));
+    }
+    let loaded = if size == 2 { LOADED & 0xFFFF } else { LOADED };
+    let r = &mut st.regs;
+    r.rflags = (r.rflags & !loaded) | (item(2) & loaded) | 2;
+    r.rsp = if long {
+        item(3)
+    } else {
+        (r.rsp & !sp_mask) | (sp.wrapping_add((count * size) as u64) & sp_mask)
+    };
+    r.rip = match st.mode {
+        Mode::Long => item(0),
+        _ if size == 2 => item(0) & 0xFFFF,
+        _ => item(0) & 0xFFFF_FFFF,
+    };
+    st.cpu.set_regs(&st.regs).map_err(cpu_fault)
 }
 
 /// `lock cmpxchg16b m128`: compare RDX:RAX with the memory, store RCX:RBX

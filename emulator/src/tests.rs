@@ -623,3 +623,25 @@ fn counts_by_mnemonic() {
         vec![("int3".to_string(), 1), ("mulps".to_string(), 3)]
     );
 }
+
+#[test]
+fn iret_returns_within_the_same_code_segment() {
+    let mem = memory();
+    let mut cpu = cpu32();
+    cpu.sregs.cs.selector = 0x10;
+    cpu.sregs.ss.db = 1;
+    cpu.regs.rsp = 0x8000;
+    for (i, v) in [0x2000u32, 0x10, 0x203].iter().enumerate() {
+        mem.write_obj(*v, GuestAddress(0x8000 + 4 * i as u64)).unwrap();
+    }
+    let done = run(&mut cpu, &mem, &[0xCF]).unwrap(); // iretd
+    assert_eq!(done.mnemonic, Mnemonic::Iretd);
+    assert_eq!(cpu.regs.rip, 0x2000);
+    assert_eq!(cpu.regs.rsp, 0x800C);
+    assert_eq!(cpu.regs.rflags, 0x203);
+    // Another code segment: not covered, reported.
+    cpu.regs.rsp = 0x8000;
+    mem.write_obj(0x18u32, GuestAddress(0x8004)).unwrap();
+    let err = run(&mut cpu, &mem, &[0xCF]).unwrap_err();
+    assert!(err.to_string().contains("another code segment"), "{err}");
+}

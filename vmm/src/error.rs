@@ -18,6 +18,9 @@ pub const STATUS_HOST: i32 = 244;
 pub const STATUS_DEVICE: i32 = 245;
 /// Exit status when the guest crashed (triple fault, emulation failure).
 pub const STATUS_GUEST_CRASH: i32 = 246;
+/// Exit status when the guest ran an instruction that neither KVM nor ukvm
+/// can complete.
+pub const STATUS_UNCOMPLETABLE: i32 = 247;
 
 /// How a guest died.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +36,9 @@ pub enum CrashKind {
     FailEntry(u64),
     /// An exit reason ukvm does not handle.
     UnexpectedExit(String),
+    /// KVM could not emulate an instruction and ukvm cannot complete it
+    /// either: the one-line diagnosis (RIP, mode, bytes, mnemonic, reason).
+    Uncompletable(String),
 }
 
 /// What ukvm knows about a guest crash: where it happened and what ran.
@@ -56,6 +62,8 @@ impl std::fmt::Display for Crash {
                 write!(f, "KVM failed to enter the guest (reason {reason:#x})")?
             }
             CrashKind::UnexpectedExit(what) => write!(f, "unexpected VM exit: {what}")?,
+            // The diagnosis already names RIP and the bytes.
+            CrashKind::Uncompletable(diagnosis) => return write!(f, "{diagnosis}"),
         }
         write!(f, " at rip {:#x}", self.rip)?;
         if !self.insn.is_empty() {
@@ -153,6 +161,9 @@ impl Error {
             Error::KvmOpen(_) => STATUS_NO_KVM,
             Error::Kvm { .. } | Error::Memory { .. } => STATUS_HOST,
             Error::Device(_) => STATUS_DEVICE,
+            Error::GuestCrash(crash) if matches!(crash.kind, CrashKind::Uncompletable(_)) => {
+                STATUS_UNCOMPLETABLE
+            }
             Error::GuestCrash(_) => STATUS_GUEST_CRASH,
         }
     }

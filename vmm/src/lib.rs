@@ -36,6 +36,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+mod emulation;
 pub mod error;
 mod io_thread;
 mod memory;

@@ -20,7 +20,8 @@ Exit status: the guest's (port 0x501: (value << 1) | 1; port 0x511: value),
 0 when the guest resets or halts. Monitor errors: 2 bad flags, 240 bad
 configuration, 241 kernel file unreadable, 242 kernel image invalid,
 243 /dev/kvm unavailable, 244 KVM or host failure, 245 device backend
-failure, 246 guest crash (triple fault, emulation failure).";
+failure, 246 guest crash (triple fault, emulation failure), 247 guest
+instruction that neither KVM nor ukvm can complete (one-line diagnosis).";
 
 #[derive(Parser)]
 #[command(name = "ukvm", version, about = "A KVM monitor for unikernels", after_help = AFTER_HELP)]

@@ -106,6 +106,8 @@ pub struct Timings {
     pub irqchip: bool,
     /// How the guest ended ("exit", "reset", "halt", "crash").
     pub outcome: &'static str,
+    /// Instructions ukvm completed for KVM's emulator, by mnemonic.
+    pub emulated: Vec<(String, u64)>,
 }
 
 impl Timings {
@@ -122,6 +124,7 @@ impl Timings {
             unclaimed_writes: 0,
             irqchip: false,
             outcome: "",
+            emulated: Vec::new(),
         }
     }
 
@@ -171,6 +174,11 @@ impl Timings {
             "}},\"kernel_bytes_read\":{},\"format\":\"{}\",\"unclaimed_reads\":{},\"unclaimed_writes\":{},\"irqchip\":{},\"outcome\":\"{}\"}}",
             self.kernel_bytes_read, self.format, self.unclaimed_reads, self.unclaimed_writes, self.irqchip, self.outcome
         );
+        // Appended inside the object, after the keys that came before it.
+        s.pop();
+        s.push_str(",\"emulated\":{");
+        push_counts(&mut s, self.emulated.iter().map(|(m, n)| (m.as_str(), *n)));
+        s.push_str("}}");
         s
     }
 }

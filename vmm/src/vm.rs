@@ -6,7 +6,7 @@ use crate::error::{Crash, CrashKind, Error, Result};
 use crate::io_thread::IoThread;
 use crate::{net, pci};
 use crate::timings::{Phase, Timings};
-use crate::{memory, vcpu};
+use crate::{emulation, memory, vcpu};
 use kvm_bindings::KVM_INTERNAL_ERROR_EMULATION;
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use std::sync::{Arc, Mutex};
@@ -73,6 +73,8 @@ pub struct Vm {
     serial: Arc<Mutex<Serial>>,
     boot: Boot,
     timings: Timings,
+    /// Completes instructions KVM's emulator gives up on.
+    emulator: ukvm_emulator::Emulator,
 }
 
 fn kvm_err(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
@@ -182,6 +184,7 @@ impl Vm {
             serial,
             boot,
             timings,
+            emulator: ukvm_emulator::Emulator::new(),
         })
     }
 
@@ -189,6 +192,7 @@ impl Vm {
     /// is flushed before this returns.
     pub fn run(&mut self) -> Result<Exit> {
         let result = self.run_loop();
+        self.timings.emulated = self.emulator.counts();
         // The guest is done: let the I/O thread finish its request and go.
         if let Some(io) = self.io.as_mut() {
             io.stop();
@@ -279,7 +283,10 @@ impl Vm {
             }
             VcpuExit::InternalError => {
                 t.exits[6] += 1;
-                Step::Crash(CrashKind::InternalError(0))
+                match emulation::handle(&mut self.emulator, &mut self.vcpu, &self.mem) {
+                    emulation::Outcome::Resume => Step::Continue,
+                    emulation::Outcome::Stop(kind) => Step::Crash(kind),
+                }
             }
             VcpuExit::FailEntry(reason, _) => {
                 t.exits[7] += 1;

@@ -5,7 +5,8 @@
 //! and exits the process on that I/O exit with status `(1 << 1) | 1 = 3`,
 //! the way isa-debug-exit does, so the benchmark checks it like the guests.
 //!
-//! Usage: `ukvm-floor [MIB]` (default 64). Written with the same crates and
+//! Usage: `ukvm-floor [MIB [irqchip]]` (default 64; `irqchip` also creates
+//! KVM's in-kernel PIC/IOAPIC/LAPIC, to measure what that costs). Written with the same crates and
 //! runtime as ukvm (Rust std, kvm-ioctls), so the ratio to it is ukvm's own
 //! overhead, not the language runtime's.
 
@@ -22,7 +23,8 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(64);
-    match run(mib << 20) {
+    let irqchip = std::env::args().nth(2).as_deref() == Some("irqchip");
+    match run(mib << 20, irqchip) {
         Ok(status) => std::process::exit(status),
         Err(e) => {
             eprintln!("ukvm-floor: {e}");
@@ -31,9 +33,13 @@ fn main() {
     }
 }
 
-fn run(size: u64) -> Result<i32, String> {
+fn run(size: u64, irqchip: bool) -> Result<i32, String> {
     let kvm = Kvm::new().map_err(|e| format!("/dev/kvm: {e}"))?;
     let vm = kvm.create_vm().map_err(|e| format!("KVM_CREATE_VM: {e}"))?;
+    if irqchip {
+        vm.create_irq_chip()
+            .map_err(|e| format!("KVM_CREATE_IRQCHIP: {e}"))?;
+    }
     // SAFETY: a fresh anonymous private mapping; no Rust object aliases it.
     let host = unsafe {
         libc::mmap(

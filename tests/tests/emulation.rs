@@ -1,0 +1,71 @@
+//! Instructions KVM's emulator gives up on, completed by ukvm: the sse
+//! test unikernel runs each covered instruction class right after a port
+//! I/O exit and compares with results the build host computed natively.
+
+use ukvm_tests::{guest, kvm_available, run_ukvm, TempDir};
+
+#[test]
+fn sse_guest_passes_every_instruction_and_timings_count_them() {
+    if !kvm_available() {
+        return;
+    }
+    let dir = TempDir::new("sse");
+    let timings = dir.join("timings.json");
+    let out = run_ukvm([
+        "--kernel".into(),
+        guest("sse").into_os_string(),
+        "--timings".into(),
+        timings.clone().into_os_string(),
+    ]);
+    let lines = out.lines();
+    let failed: Vec<&&str> = lines.iter().filter(|l| l.starts_with("FAIL")).collect();
+    assert!(failed.is_empty(), "{failed:?}\n{}", out.stdout);
+    let passed = lines.iter().filter(|l| l.starts_with("PASS")).count();
+    assert!(passed >= 90, "only {passed} PASS lines:\n{}", out.stdout);
+    for name in ["PASS mulps", "PASS ldmxcsr", "PASS fxrstor", "PASS int3"] {
+        assert!(lines.contains(&name), "{name} missing:\n{}", out.stdout);
+    }
+    assert!(lines.contains(&"PASS #GP on misaligned pxor"));
+    assert_eq!(
+        lines.last().copied(),
+        Some(format!("sse: {passed} of {passed} checks passed").as_str())
+    );
+    assert_eq!(out.status, Some(0), "{out:?}");
+
+    let json = std::fs::read_to_string(&timings).unwrap();
+    let emulated = &json[json.find("\"emulated\":{").expect("emulated key")..];
+    for key in ["\"mulps\":", "\"ldmxcsr\":", "\"int3\":1", "\"iretd\":"] {
+        assert!(emulated.contains(key), "{key} not in {emulated}");
+    }
+}
+
+#[test]
+fn uncovered_instruction_is_reported_in_one_line_with_its_own_status() {
+    if !kvm_available() {
+        return;
+    }
+    let out = run_ukvm([
+        "--kernel".into(),
+        guest("sse").into_os_string(),
+        "--cmdline".into(),
+        "uncovered".into(),
+    ]);
+    assert_eq!(out.status, Some(247), "{out:?}");
+    assert!(out.stdout.contains("running maskmovdqu"));
+    assert!(!out.stdout.contains("maskmovdqu completed"));
+    let report: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("cannot complete"))
+        .collect();
+    assert_eq!(report.len(), 1, "{}", out.stderr);
+    let line = report[0];
+    for part in [
+        "`maskmovdqu`",
+        "at rip 0x",
+        "32-bit protected mode",
+        "bytes [66 0f f7 c1]",
+    ] {
+        assert!(line.contains(part), "{part} not in {line}");
+    }
+}
