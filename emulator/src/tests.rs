@@ -632,7 +632,8 @@ fn iret_returns_within_the_same_code_segment() {
     cpu.sregs.ss.db = 1;
     cpu.regs.rsp = 0x8000;
     for (i, v) in [0x2000u32, 0x10, 0x203].iter().enumerate() {
-        mem.write_obj(*v, GuestAddress(0x8000 + 4 * i as u64)).unwrap();
+        mem.write_obj(*v, GuestAddress(0x8000 + 4 * i as u64))
+            .unwrap();
     }
     let done = run(&mut cpu, &mem, &[0xCF]).unwrap(); // iretd
     assert_eq!(done.mnemonic, Mnemonic::Iretd);

@@ -12,6 +12,10 @@
  *               it back, read past the end (must fail).
  *   mode=irq    first disk: one read completed by interrupt (PIC line from
  *               0x3C), not by polling.
+ *   mode=modern first disk, through the virtio 1.x interface instead: walk
+ *               the vendor capabilities to the memory BAR's common config,
+ *               negotiate VERSION_1 (FEATURES_OK), a 16-entry queue, MMIO
+ *               notification; then read and print the ISO label.
  *   mode=bench  first disk: ready (port 0x510), then count=N reads of
  *               size=BYTES each, polled, then exit at once (no output in
  *               between, so --timings shows the reads alone).
@@ -181,6 +185,112 @@ static void mode_irq(void)
             d->pci.irq, used);
 }
 
+/* ---- virtio 1.x (modern) interface through the memory BAR ---- */
+
+struct modern {
+    volatile u8 *common, *notify, *device;
+    u32 notify_mult;
+};
+
+static volatile u8 *cap_addr(u8 slot, u8 cap)
+{
+    u8 bar = pci_read8(slot, cap + 4);
+    u32 base = pci_read32(slot, 0x10 + 4 * bar) & ~0xFu;
+    return (volatile u8 *)(base + pci_read32(slot, cap + 8));
+}
+
+static int modern_find(u8 slot, struct modern *m)
+{
+    memset(m, 0, sizeof(*m));
+    for (u8 cap = pci_read8(slot, 0x34); cap; cap = pci_read8(slot, cap + 1)) {
+        if (pci_read8(slot, cap) != 0x09)
+            continue;
+        switch (pci_read8(slot, cap + 3)) {
+        case 1: m->common = cap_addr(slot, cap); break;
+        case 2:
+            m->notify = cap_addr(slot, cap);
+            m->notify_mult = pci_read32(slot, cap + 16);
+            break;
+        case 4: m->device = cap_addr(slot, cap); break;
+        }
+    }
+    return m->common && m->notify && m->device;
+}
+
+#define MW8(m, off, v)  (*(volatile u8 *)((m)->common + (off)) = (v))
+#define MW16(m, off, v) (*(volatile u16 *)((m)->common + (off)) = (v))
+#define MW32(m, off, v) (*(volatile u32 *)((m)->common + (off)) = (v))
+#define MR8(m, off)     (*(volatile u8 *)((m)->common + (off)))
+#define MR16(m, off)    (*(volatile u16 *)((m)->common + (off)))
+#define MR32(m, off)    (*(volatile u32 *)((m)->common + (off)))
+
+static void mode_modern(void)
+{
+    struct disk *d = &disks[0];
+    struct modern m;
+    /* Memory space on, so the BAR decodes (ukvm decodes regardless). */
+    pci_write16(d->pci.slot, 0x04, pci_read16(d->pci.slot, 0x04) | 0x2);
+    if (!modern_find(d->pci.slot, &m))
+        fail("modern capabilities");
+    MW8(&m, 20, 0);
+    MW8(&m, 20, VIRTIO_S_ACK | VIRTIO_S_DRIVER);
+    MW32(&m, 0, 1);
+    if (!(MR32(&m, 4) & 1))
+        fail("VERSION_1 not offered");
+    MW32(&m, 0, 0);
+    u32 low = MR32(&m, 4) & (VIRTIO_BLK_F_RO | VIRTIO_BLK_F_BLK_SIZE | VIRTIO_BLK_F_FLUSH);
+    MW32(&m, 8, 0);
+    MW32(&m, 12, low);
+    MW32(&m, 8, 1);
+    MW32(&m, 12, 1);
+    MW8(&m, 20, VIRTIO_S_ACK | VIRTIO_S_DRIVER | 8);
+    if (!(MR8(&m, 20) & 8))
+        fail("FEATURES_OK refused");
+    struct virtq *q = &d->q;
+    MW16(&m, 22, 0);
+    u16 max = MR16(&m, 24);
+    q->size = 16;
+    q->last_used = 0;
+    memset(q->mem, 0, sizeof(q->mem));
+    q->desc = (struct vring_desc *)q->mem;
+    q->avail = (volatile u16 *)(q->mem + 16 * q->size);
+    q->used = (volatile u16 *)(q->mem + 4096);
+    MW16(&m, 24, q->size);
+    MW32(&m, 32, (u32)q->desc);
+    MW32(&m, 36, 0);
+    MW32(&m, 40, (u32)q->avail);
+    MW32(&m, 44, 0);
+    MW32(&m, 48, (u32)q->used);
+    MW32(&m, 52, 0);
+    MW16(&m, 28, 1);
+    volatile u16 *notify = (volatile u16 *)(m.notify + MR16(&m, 30) * m.notify_mult);
+    MW8(&m, 20, VIRTIO_S_ACK | VIRTIO_S_DRIVER | 8 | VIRTIO_S_DRIVER_OK);
+    u32 cap_lo = *(volatile u32 *)m.device;
+    kprintf("modern: max queue %u, using 16, capacity %u, features 0x%x\n", max, cap_lo, low);
+
+    /* The same request as the legacy path, kicked through MMIO. */
+    hdr.type = T_IN;
+    hdr.reserved = 0;
+    hdr.sector = 64;
+    status = 0xFF;
+    q->desc[0] = (struct vring_desc){ (u32)&hdr, 16, VRING_DESC_F_NEXT, 1 };
+    q->desc[1] = (struct vring_desc){ (u32)buf, 2048, VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, 2 };
+    q->desc[2] = (struct vring_desc){ (u32)&status, 1, VRING_DESC_F_WRITE, 0 };
+    virtq_push(q, 0);
+    *notify = 0;
+    u32 id, used;
+    while (!virtq_pop(q, &id, &used))
+        ;
+    if (status != 0)
+        fail("modern read");
+    char label[33] = { 0 };
+    memcpy(label, buf + 40, 32);
+    for (int k = 31; k >= 0 && label[k] == ' '; k--)
+        label[k] = 0;
+    kprintf("modern: pvd id %c%c%c%c%c label %s\n", buf[1], buf[2], buf[3], buf[4],
+            buf[5], label);
+}
+
 static void mode_bench(const char *cmdline)
 {
     u32 size = 4096, count = 256;
@@ -230,6 +340,8 @@ void guest_main(u32 magic, const struct mb_info *mbi)
         mode_rw();
     else if (cmdline_has(cmdline, "mode=irq"))
         mode_irq();
+    else if (cmdline_has(cmdline, "mode=modern"))
+        mode_modern();
     else if (cmdline_has(cmdline, "mode=bench"))
         mode_bench(cmdline);
     else

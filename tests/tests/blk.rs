@@ -211,3 +211,31 @@ fn bad_disks_fail_before_the_vm_starts() {
         expect_error(&[spec(&img, ",ro")], 245, "Permission denied");
     }
 }
+
+#[test]
+fn modern_interface_negotiates_version_1_and_reads() {
+    if !kvm_available() {
+        return;
+    }
+    let dir = TempDir::new("blk-modern");
+    let iso = make_iso(&dir, "modern", "MODERN_ISO");
+    let before = std::fs::read(&iso).unwrap();
+    // The guest first sets the device up through the legacy registers, then
+    // resets it and starts again through the memory BAR.
+    let out = run_blk("modern", &[spec(&iso, "")]);
+    assert_eq!(out.status, Some(0), "{out:?}");
+    let lines = out.lines();
+    // Capacity depends on the ISO tool; RO | BLK_SIZE | FLUSH does not.
+    let setup = lines.iter().find(|l| l.starts_with("modern: max queue"));
+    let setup = setup.unwrap_or_else(|| panic!("{lines:?}"));
+    assert!(
+        setup.starts_with("modern: max queue 256, using 16, capacity "),
+        "{setup}"
+    );
+    assert!(setup.ends_with(", features 0x260"), "{setup}");
+    assert!(
+        lines.contains(&"modern: pvd id CD001 label MODERN_ISO"),
+        "{lines:?}"
+    );
+    assert_eq!(std::fs::read(&iso).unwrap(), before);
+}

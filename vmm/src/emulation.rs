@@ -3,7 +3,9 @@
 //! continues instead of crashing.
 
 use crate::error::CrashKind;
-use kvm_bindings::{KVM_INTERNAL_ERROR_EMULATION, KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES};
+use kvm_bindings::{
+    KVM_INTERNAL_ERROR_EMULATION, KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES,
+};
 use kvm_ioctls::VcpuFd;
 use ukvm_emulator::{Emulator, KvmCpu};
 use vm_memory::GuestMemoryMmap;
@@ -30,9 +32,9 @@ pub(crate) fn handle(emulator: &mut Emulator, vcpu: &mut VcpuFd, mem: &GuestMemo
         Err(ukvm_emulator::Error::Uncompletable(diagnosis)) => {
             Outcome::Stop(CrashKind::Uncompletable(diagnosis.to_string()))
         }
-        Err(ukvm_emulator::Error::Cpu(e)) => {
-            Outcome::Stop(CrashKind::Uncompletable(format!("completing an instruction: {e}")))
-        }
+        Err(ukvm_emulator::Error::Cpu(e)) => Outcome::Stop(CrashKind::Uncompletable(format!(
+            "completing an instruction: {e}"
+        ))),
     }
 }
 
