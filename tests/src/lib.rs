@@ -5,6 +5,8 @@
 //! Tests that need `/dev/kvm` fail with a message when it is missing;
 //! setting `UKVM_SKIP_KVM_TESTS=1` turns them into skips instead.
 
+pub mod net;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -9,7 +9,10 @@ use ukvm_virtio_net::{Net, NetSpec, Tap};
 pub fn parse_nets(specs: &[String]) -> Result<Vec<NetSpec>> {
     specs
         .iter()
-        .map(|s| s.parse().map_err(|e: ukvm_virtio_net::SpecError| Error::Config(e.to_string())))
+        .map(|s| {
+            s.parse()
+                .map_err(|e: ukvm_virtio_net::SpecError| Error::Config(e.to_string()))
+        })
         .collect()
 }
 

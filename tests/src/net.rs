@@ -1,0 +1,238 @@
+//! Network namespaces and TAP interfaces for the network tests, and a
+//! guest running under ukvm inside such a namespace.
+//!
+//! Every test makes its own namespace with a unique name (process id and a
+//! counter), creates its TAPs inside it and runs ukvm there (`ip netns
+//! exec`), so nothing touches the host's own interfaces. Dropping the
+//! [`NetNs`] deletes the namespace and with it every TAP in it, also when
+//! the test panics.
+
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::os::unix::io::AsRawFd;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+fn ip(args: &[&str]) -> Output {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("run ip (iproute2)");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A network namespace, deleted (with its TAPs) when dropped.
+pub struct NetNs {
+    name: String,
+    /// Prefix for TAP names, unique to this namespace (IFNAMSIZ: <= 15).
+    tag: String,
+    taps: AtomicUsize,
+}
+
+impl NetNs {
+    /// Creates a fresh namespace with its loopback up.
+    pub fn new() -> NetNs {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        let ns = NetNs {
+            name: format!("ukvm-test-{pid}-{n}"),
+            tag: format!("uk{}n{n}", pid % 100_000),
+            taps: AtomicUsize::new(0),
+        };
+        ip(&["netns", "add", &ns.name]);
+        ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// The namespace's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Creates a TAP with the host side at `cidr` (e.g. "10.0.0.1/24") and
+    /// the given MTU, up. Returns its name.
+    pub fn add_tap(&self, cidr: &str, mtu: u32) -> String {
+        let t = format!("{}t{}", self.tag, self.taps.fetch_add(1, Ordering::Relaxed));
+        ip(&["-n", &self.name, "tuntap", "add", &t, "mode", "tap"]);
+        ip(&["-n", &self.name, "addr", "add", cidr, "dev", &t]);
+        ip(&[
+            "-n",
+            &self.name,
+            "link",
+            "set",
+            &t,
+            "mtu",
+            &mtu.to_string(),
+            "up",
+        ]);
+        t
+    }
+
+    /// Deletes a TAP while it may be in use.
+    pub fn delete_tap(&self, tap: &str) {
+        ip(&["-n", &self.name, "link", "del", tap]);
+    }
+
+    /// `program args...` run inside the namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+
+    /// Pings `addr` `count` times, 10 ms apart; returns replies received.
+    pub fn ping(&self, addr: &str, count: u32) -> u32 {
+        let out = self
+            .command("ping")
+            .args([
+                "-c",
+                &count.to_string(),
+                "-i",
+                "0.01",
+                "-W",
+                "2",
+                "-q",
+                addr,
+            ])
+            .output()
+            .expect("run ping (apt-get install iputils-ping)");
+        let text = String::from_utf8_lossy(&out.stdout);
+        // "100 packets transmitted, 100 received, 0% packet loss, ..."
+        text.lines()
+            .find_map(|l| {
+                let (_, rest) = l.split_once("transmitted, ")?;
+                rest.split_whitespace().next()?.parse().ok()
+            })
+            .unwrap_or(0)
+    }
+
+    /// A UDP socket bound inside the namespace (a socket keeps the
+    /// namespace it was created in, whichever thread uses it later).
+    pub fn udp_socket(&self) -> UdpSocket {
+        let path = format!("/var/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(&path).expect("open netns");
+            // SAFETY: setns on this thread only; the fd is a valid netns
+            // file, and the thread ends right after making the socket.
+            let r = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+            UdpSocket::bind("0.0.0.0:0").expect("bind UDP socket")
+        })
+        .join()
+        .expect("socket thread")
+    }
+
+    /// Starts `ukvm args...` inside the namespace.
+    pub fn spawn_ukvm(&self, args: &[&str]) -> RunningGuest {
+        let child = self
+            .command(crate::ukvm_bin().to_str().expect("utf-8 path"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ukvm");
+        RunningGuest::new(child)
+    }
+}
+
+impl Default for NetNs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes the TAPs in it. Not asserted: a
+        // panic in drop while unwinding would abort the test binary.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// A ukvm process whose output is collected; killed when dropped.
+pub struct RunningGuest {
+    child: Child,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+fn collect(r: impl std::io::Read + Send + 'static, into: Arc<Mutex<String>>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines() {
+            let Ok(line) = line else { break };
+            let mut s = into.lock().unwrap();
+            s.push_str(&line);
+            s.push('\n');
+        }
+    });
+}
+
+impl RunningGuest {
+    fn new(mut child: Child) -> RunningGuest {
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        collect(child.stdout.take().expect("stdout"), stdout.clone());
+        collect(child.stderr.take().expect("stderr"), stderr.clone());
+        RunningGuest {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Guest output so far.
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// ukvm's messages so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Whether ukvm still runs.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits until the guest printed `line`; panics with the output on
+    /// timeout or if ukvm exits first.
+    pub fn wait_for(&mut self, line: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.stdout().lines().any(|l| l == line) {
+                return;
+            }
+            let exited = !self.running();
+            if exited || Instant::now() > deadline {
+                panic!(
+                    "guest did not print {line:?} ({}); stdout:\n{}\nstderr:\n{}",
+                    if exited { "ukvm exited" } else { "timed out" },
+                    self.stdout(),
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RunningGuest {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
