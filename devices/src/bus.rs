@@ -14,6 +14,35 @@ pub enum Event {
     Reset,
     /// The guest signalled it is ready (boot-time measurement).
     Ready,
+    /// The guest made a request the monitor cannot serve (a hypercall
+    /// argument outside guest memory, an unknown call): end the run with a
+    /// crash that says so.
+    GuestFault(GuestFault),
+}
+
+/// What was wrong with a guest request (Copy, so events stay cheap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestFault {
+    /// What the guest asked for ("puts data", "unknown hypercall").
+    pub what: &'static str,
+    /// The guest address (or number) at fault.
+    pub addr: u64,
+    /// Length of the range at fault; 0 when `addr` is not a range.
+    pub len: u64,
+}
+
+impl std::fmt::Display for GuestFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.len == 0 {
+            write!(f, "{} ({:#x})", self.what, self.addr)
+        } else {
+            write!(
+                f,
+                "{}: [{:#x}, +{:#x}) lies outside guest memory",
+                self.what, self.addr, self.len
+            )
+        }
+    }
 }
 
 /// A device on a [`Bus`]. `base` is the start of the range the access hit

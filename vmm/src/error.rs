@@ -36,6 +36,9 @@ pub enum CrashKind {
     FailEntry(u64),
     /// An exit reason ukvm does not handle.
     UnexpectedExit(String),
+    /// A request ukvm cannot serve (a Solo5 hvt hypercall whose argument
+    /// lies outside guest memory, an unknown hypercall).
+    GuestFault(String),
     /// KVM could not emulate an instruction and ukvm cannot complete it
     /// either: the one-line diagnosis (RIP, mode, bytes, mnemonic, reason).
     Uncompletable(String),
@@ -62,6 +65,7 @@ impl std::fmt::Display for Crash {
                 write!(f, "KVM failed to enter the guest (reason {reason:#x})")?
             }
             CrashKind::UnexpectedExit(what) => write!(f, "unexpected VM exit: {what}")?,
+            CrashKind::GuestFault(what) => write!(f, "bad guest request: {what}")?,
             // The diagnosis already names RIP and the bytes.
             CrashKind::Uncompletable(diagnosis) => return write!(f, "{diagnosis}"),
         }

@@ -38,6 +38,7 @@
 pub mod config;
 mod emulation;
 pub mod error;
+mod hvt;
 mod io_thread;
 mod memory;
 mod net;

@@ -34,6 +34,10 @@ struct Cli {
     kernel: Option<PathBuf>,
     #[command(flatten)]
     opts: Opts,
+    /// Guest arguments after `--`, joined with spaces into the command line
+    /// (as solo5-hvt passes them); an alternative to --cmdline.
+    #[arg(last = true, value_name = "ARGS")]
+    guest_args: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -63,9 +67,13 @@ struct Opts {
     #[arg(long, value_name = "FILE[,STRING]")]
     module: Vec<String>,
     /// Attach a virtio-net NIC on an existing TAP interface (repeatable).
+    /// Solo5 hvt guests: NAME=TAP attaches the manifest's net device NAME;
+    /// a bare TAP is enough when the manifest declares one.
     #[arg(long, value_name = "TAP")]
     net: Vec<String>,
     /// Attach a virtio-blk disk (repeatable; .iso files are read-only).
+    /// Solo5 hvt guests: NAME=FILE attaches the manifest's block device
+    /// NAME; a bare FILE is enough when the manifest declares one.
     #[arg(long, value_name = "FILE")]
     disk: Vec<String>,
     /// Print boot-phase timings as JSON after the run (to stderr, or FILE).
@@ -84,10 +92,19 @@ fn main() -> ExitCode {
             None => return fail(&Error::NoKernel),
         },
     };
+    let cmdline = match (opts.cmdline.is_empty(), cli.guest_args.is_empty()) {
+        (_, true) => opts.cmdline,
+        (true, false) => cli.guest_args.join(" "),
+        (false, false) => {
+            return fail(&Error::Config(
+                "give the guest command line with --cmdline or after --, not both".into(),
+            ))
+        }
+    };
     let mut cfg = VmConfig::new()
         .timing_origin(start)
         .args_parsed_at(parsed)
-        .cmdline(opts.cmdline)
+        .cmdline(cmdline)
         .mem_mib(opts.mem);
     cfg = match kernel {
         Some(path) => cfg.kernel_path(path),

@@ -3,10 +3,11 @@
 
 use crate::config::{Kernel, VmConfig};
 use crate::error::{Crash, CrashKind, Error, Result};
+use crate::hvt::Hvt;
 use crate::io_thread::IoThread;
-use crate::{net, pci};
 use crate::timings::{Phase, Timings};
 use crate::{emulation, memory, vcpu};
+use crate::{net, pci};
 use kvm_bindings::KVM_INTERNAL_ERROR_EMULATION;
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use std::sync::{Arc, Mutex};
@@ -89,7 +90,7 @@ fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
 }
 
 impl Vm {
-    pub(crate) fn new(cfg: VmConfig) -> Result<Vm> {
+    pub(crate) fn new(mut cfg: VmConfig) -> Result<Vm> {
         let mut timings = Timings::new(cfg.start.unwrap_or_else(Instant::now));
         if let Some(at) = cfg.args_parsed {
             timings.mark_at(Phase::ArgsParsed, at);
@@ -115,10 +116,23 @@ impl Vm {
             + modules.iter().map(Vec::len).sum::<usize>()
             + initrd.as_ref().map_or(0, Vec::len)) as u64;
         // Reject images with no usable header before touching KVM.
-        ukvm_boot::probe(&image).map_err(|source| Error::Kernel {
+        let format = ukvm_boot::probe(&image).map_err(|source| Error::Kernel {
             name: name.clone(),
             source,
         })?;
+        // A Solo5 hvt guest takes --disk/--net by manifest name, and gets
+        // the hypercall device instead of PCI and the legacy ports.
+        let hvt = match format {
+            ukvm_boot::Format::Solo5Hvt => Some(Hvt::new(
+                &name,
+                &image,
+                cfg.mem_bytes(),
+                &cfg.cmdline,
+                &std::mem::take(&mut cfg.disks),
+                &std::mem::take(&mut cfg.nets),
+            )?),
+            _ => None,
+        };
 
         // Disk images are opened before any KVM object exists: a bad
         // --disk is one line of error and costs nothing.
@@ -154,13 +168,19 @@ impl Vm {
             initrd: initrd.as_deref(),
             acpi_rsdp: None,
         };
-        let boot = ukvm_boot::load(&mem, &image, &params)
-            .map_err(|source| Error::Kernel { name, source })?;
+        let boot = match &hvt {
+            Some(hvt) => hvt.load(&mem, &image),
+            None => ukvm_boot::load(&mem, &image, &params),
+        }
+        .map_err(|source| Error::Kernel { name, source })?;
         timings.format = boot.format.name();
         timings.mark(Phase::KernelLoaded);
 
         let vcpu = vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
         vcpu::configure(&kvm, &vcpu, &boot)?;
+        if let Some(hvt) = &hvt {
+            hvt.set_cycle_freq(&vcpu, &mem)?;
+        }
         timings.mark(Phase::VcpuConfigured);
 
         let mut pio = Bus::new();
@@ -168,7 +188,10 @@ impl Vm {
             cfg.serial,
             IrqTrigger::disconnected(),
         )));
-        legacy_devices(&mut pio, serial.clone())?;
+        match hvt {
+            Some(hvt) => hvt.attach_bus(&mut pio, mem.clone(), serial.clone())?,
+            None => legacy_devices(&mut pio, serial.clone())?,
+        }
         let mut mmio = Bus::new();
         let mut pci_bus = pci::PciBuilder::new(&vm, &mem, &mut pio, &mut mmio);
         pci::add_disks(&mut pci_bus, disks)?;
@@ -192,11 +215,11 @@ impl Vm {
     /// is flushed before this returns.
     pub fn run(&mut self) -> Result<Exit> {
         let result = self.run_loop();
-        self.timings.emulated = self.emulator.counts();
         // The guest is done: let the I/O thread finish its request and go.
         if let Some(io) = self.io.as_mut() {
             io.stop();
         }
+        self.timings.emulated = self.emulator.counts();
         let mut serial = ukvm_devices::bus::lock(&self.serial);
         if let Some(at) = serial.first_byte() {
             self.timings.mark_at(Phase::FirstSerialByte, at);
@@ -401,6 +424,7 @@ fn event_step(t: &mut Timings, event: Option<Event>) -> Step {
         }
         Some(Event::Exit(code)) => Step::Stop(Exit::Code(code)),
         Some(Event::Reset) => Step::Stop(Exit::Reset),
+        Some(Event::GuestFault(fault)) => Step::Crash(CrashKind::GuestFault(fault.to_string())),
     }
 }
 

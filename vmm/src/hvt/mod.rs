@@ -1,0 +1,247 @@
+//! Solo5 hvt guests in the monitor: devices attached by manifest name
+//! (`--disk NAME=FILE`, `--net NAME=TAP`, or bare when the manifest has
+//! exactly one device of that type), loading with the attachments filled
+//! into the guest's manifest, and the hypercall device that replaces the
+//! legacy ports (hvt guests get no PCI and no UART: their console is the
+//! puts hypercall).
+//!
+//! The backends are the virtio ones: files through `ukvm_virtio_blk::Disk`
+//! (`.iso` read-only by default, 512-byte sectors), interfaces through
+//! `ukvm_virtio_net::Tap`.
+
+mod hypercalls;
+
+use crate::error::{Error, Result};
+use hypercalls::{BlockDev, Hypercalls, NetDev};
+use kvm_ioctls::VcpuFd;
+use std::sync::{Arc, Mutex};
+use ukvm_boot::hvt::{self, Attachment, DeviceKind, HvtParams, Manifest};
+use ukvm_boot::Boot;
+use ukvm_devices::serial::Serial;
+use ukvm_devices::Bus;
+use ukvm_virtio_blk::{Disk, DiskSpec, SECTOR_SIZE};
+use ukvm_virtio_net::{NetSpec, Tap};
+use vm_memory::GuestMemoryMmap;
+
+/// An hvt guest's manifest and the devices attached to it.
+pub(crate) struct Hvt {
+    manifest: Manifest,
+    params: HvtParams,
+    blocks: Vec<(u64, BlockDev)>,
+    nets: Vec<(u64, NetDev)>,
+}
+
+/// Splits `NAME=REST` from a device option; `None` for the bare form.
+fn split_name(spec: &str) -> (Option<&str>, &str) {
+    let head = spec.split(',').next().unwrap_or("");
+    match head.split_once('=') {
+        Some((name, _)) => (Some(name), &spec[name.len() + 1..]),
+        None => (None, spec),
+    }
+}
+
+fn names(manifest: &Manifest, kind: DeviceKind) -> String {
+    let names: Vec<&str> = manifest.of_kind(kind).map(|d| d.name.as_str()).collect();
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// The manifest handle `spec` attaches to.
+fn resolve(manifest: &Manifest, kind: DeviceKind, opt: &str, spec: &str) -> Result<(u64, String)> {
+    let (name, _) = split_name(spec);
+    let found: Vec<_> = match name {
+        Some(name) => manifest.of_kind(kind).filter(|d| d.name == name).collect(),
+        None => manifest.of_kind(kind).collect(),
+    };
+    match (name, found.as_slice()) {
+        (_, [d]) => Ok((d.handle, d.name.clone())),
+        (Some(name), _) => Err(Error::Config(format!(
+            "{opt} {spec}: the unikernel's manifest declares no {} device '{name}' (it declares: {})",
+            kind.name(),
+            names(manifest, kind)
+        ))),
+        (None, []) => Err(Error::Config(format!(
+            "{opt} {spec}: the unikernel's manifest declares no {} device",
+            kind.name()
+        ))),
+        (None, found) => Err(Error::Config(format!(
+            "{opt} {spec}: the unikernel's manifest declares {} {} devices ({}); name one as {opt} NAME={}",
+            found.len(),
+            kind.name(),
+            names(manifest, kind),
+            if kind == DeviceKind::Block { "FILE" } else { "TAP" }
+        ))),
+    }
+}
+
+impl Hvt {
+    /// Reads the manifest of `image`, attaches every `--disk` and `--net`
+    /// to the device it names and checks that none is left unattached.
+    /// Runs before any KVM object exists.
+    pub(crate) fn new(
+        name: &str,
+        image: &[u8],
+        mem_bytes: u64,
+        cmdline: &str,
+        disks: &[String],
+        nets: &[String],
+    ) -> Result<Hvt> {
+        let manifest = hvt::probe(image, mem_bytes).map_err(|source| Error::Kernel {
+            name: name.to_string(),
+            source,
+        })?;
+        let mut hvt = Hvt {
+            manifest,
+            params: HvtParams {
+                cmdline: cmdline.to_string(),
+                ..Default::default()
+            },
+            blocks: Vec::new(),
+            nets: Vec::new(),
+        };
+        for spec in disks {
+            hvt.attach_disk(spec)?;
+        }
+        for spec in nets {
+            hvt.attach_net(spec)?;
+        }
+        hvt.check_all_attached()?;
+        Ok(hvt)
+    }
+
+    fn claim(&mut self, handle: u64, name: &str, opt: &str, attachment: Attachment) -> Result<()> {
+        if self.params.attachments.iter().any(|(h, _)| *h == handle) {
+            return Err(Error::Config(format!(
+                "{opt}: device '{name}' is attached twice"
+            )));
+        }
+        self.params.attachments.push((handle, attachment));
+        Ok(())
+    }
+
+    fn attach_disk(&mut self, spec: &str) -> Result<()> {
+        let (handle, name) = resolve(&self.manifest, DeviceKind::Block, "--disk", spec)?;
+        let (_, file) = split_name(spec);
+        let disk_spec =
+            DiskSpec::parse(file).map_err(|e| Error::Config(format!("--disk {spec}: {e}")))?;
+        let disk = Disk::open(&disk_spec).map_err(|e| Error::Device(e.to_string()))?;
+        if disk.sectors == 0 {
+            return Err(Error::Device(format!(
+                "--disk {spec}: the image is empty; a Solo5 block device needs at least one {SECTOR_SIZE}-byte block"
+            )));
+        }
+        let capacity = disk.sectors * SECTOR_SIZE;
+        self.claim(
+            handle,
+            &name,
+            "--disk",
+            Attachment::Block {
+                capacity,
+                block_size: SECTOR_SIZE as u16,
+            },
+        )?;
+        self.blocks.push((handle, BlockDev::new(disk)));
+        Ok(())
+    }
+
+    fn attach_net(&mut self, spec: &str) -> Result<()> {
+        let (handle, name) = resolve(&self.manifest, DeviceKind::Net, "--net", spec)?;
+        let (_, tap_spec) = split_name(spec);
+        let net_spec: NetSpec = tap_spec
+            .parse()
+            .map_err(|e| Error::Config(format!("--net {spec}: {e}")))?;
+        let tap = Tap::open(&net_spec.tap).map_err(|e| Error::Device(e.to_string()))?;
+        let attachment = Attachment::Net {
+            mac: net_spec.mac.0,
+            mtu: net_spec.mtu,
+        };
+        self.claim(handle, &name, "--net", attachment)?;
+        let dev = NetDev::new(tap, net_spec.mtu).map_err(|e| Error::Device(e.to_string()))?;
+        self.nets.push((handle, dev));
+        Ok(())
+    }
+
+    /// Solo5's rule: every declared device must be attached.
+    fn check_all_attached(&self) -> Result<()> {
+        let missing: Vec<String> = self
+            .manifest
+            .devices
+            .iter()
+            .filter(|d| !self.params.attachments.iter().any(|(h, _)| *h == d.handle))
+            .map(|d| {
+                let (opt, what) = match d.kind {
+                    DeviceKind::Block => ("--disk", "FILE"),
+                    DeviceKind::Net => ("--net", "TAP"),
+                };
+                format!(
+                    "{} device '{}' (add {opt} {}={what})",
+                    d.kind.name(),
+                    d.name,
+                    d.name
+                )
+            })
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Config(format!(
+            "the unikernel's manifest declares devices left unattached: {}",
+            missing.join("; ")
+        )))
+    }
+
+    /// Loads the image with the attachments filled into its manifest.
+    pub(crate) fn load(&self, mem: &GuestMemoryMmap, image: &[u8]) -> ukvm_boot::Result<Boot> {
+        hvt::load(mem, image, &self.params)
+    }
+
+    /// Tells the guest the TSC frequency, which only the vCPU knows.
+    pub(crate) fn set_cycle_freq(&self, vcpu: &VcpuFd, mem: &GuestMemoryMmap) -> Result<()> {
+        let khz = vcpu.get_tsc_khz().map_err(|source| Error::Kvm {
+            op: "KVM_GET_TSC_KHZ",
+            source,
+        })?;
+        hvt::write_cycle_freq(mem, u64::from(khz) * 1000)
+            .map_err(|e| Error::Config(format!("writing the hvt boot information: {e}")))
+    }
+
+    /// Puts the hypercall device on the port bus: the hvt machine's only
+    /// device.
+    pub(crate) fn attach_bus(
+        self,
+        pio: &mut Bus,
+        mem: GuestMemoryMmap,
+        serial: Arc<Mutex<Serial>>,
+    ) -> Result<()> {
+        let device = Hypercalls::new(mem, serial, self.blocks, self.nets);
+        // A 4-byte outl to the last call's port covers 3 more ports.
+        pio.insert(
+            u64::from(hvt::HYPERCALL_PIO_BASE),
+            u64::from(hvt::HYPERCALL_MAX) + 3,
+            Arc::new(Mutex::new(device)),
+        )
+        .map_err(|e| Error::Device(format!("port bus: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_split_from_device_options() {
+        assert_eq!(
+            split_name("storage=disk.img"),
+            (Some("storage"), "disk.img")
+        );
+        assert_eq!(split_name("disk.img,ro"), (None, "disk.img,ro"));
+        assert_eq!(
+            split_name("service=tap0,mac=02:00:00:00:00:01"),
+            (Some("service"), "tap0,mac=02:00:00:00:00:01")
+        );
+        assert_eq!(split_name("tap0,mtu=1500"), (None, "tap0,mtu=1500"));
+    }
+}
