@@ -17,6 +17,9 @@ pub mod spec;
 pub mod tap;
 pub mod tx;
 
+#[cfg(test)]
+mod tests;
+
 pub use backend::{Backend, Stats};
 pub use device::{Net, NetBackend};
 pub use spec::{MacAddr, NetSpec, SpecError};
