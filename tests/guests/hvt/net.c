@@ -115,6 +115,7 @@ void hvt_main(void)
     printf("service handle=%lu mtu=%u mac=%02x:%02x:%02x:%02x:%02x:%02x ip=%u.%u.%u.%u\n",
            h, e->u.net.mtu, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5],
            ip[0], ip[1], ip[2], ip[3]);
+    puts("ready\n");
     u64 pings = cmdline_num("pings=", 3);
     u64 wait = cmdline_num("wait=", 20) * 1000000000;
     u64 deadline = walltime() + wait;
