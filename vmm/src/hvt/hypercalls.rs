@@ -224,7 +224,8 @@ impl Hypercalls {
             return Ok(R_EINVAL);
         };
         // Whole sectors inside the device, as the Solo5 API requires.
-        let aligned = offset.is_multiple_of(SECTOR_SIZE) && len.is_multiple_of(SECTOR_SIZE) && len > 0;
+        let aligned =
+            offset.is_multiple_of(SECTOR_SIZE) && len.is_multiple_of(SECTOR_SIZE) && len > 0;
         if !aligned || offset.checked_add(len).is_none_or(|e| e > dev.capacity()) {
             return Ok(R_EINVAL);
         }
