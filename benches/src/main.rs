@@ -4,8 +4,11 @@
 //! ```text
 //! cargo build --release && cargo run --release -p ukvm-benches -- [--rounds N]
 //!     [--guests hello-quiet,hello] [--monitors ukvm,qemu-microvm,qemu-pc,floor]
-//!     [--ukvm PATH] [--floor PATH] [--qemu PATH] [--no-memory]
+//!     [--ukvm PATH] [--ukvm-b PATH] [--floor PATH] [--qemu PATH] [--no-memory]
 //! ```
+//!
+//! `--ukvm-b PATH` adds a second ukvm binary as its own column (after
+//! ukvm in each round), to A/B-test a change to ukvm in one run.
 //!
 //! Every time is measured by this process, the same way for every program:
 //! from just before it spawns the program to the moment it reaps it
@@ -37,7 +40,7 @@ struct Options {
 }
 
 const USAGE: &str = "usage: ukvm-benches [--rounds N] [--guests a,b] \
-[--monitors ukvm,qemu-microvm,qemu-pc,floor] [--ukvm PATH] [--floor PATH] [--qemu PATH] \
+[--monitors ukvm,qemu-microvm,qemu-pc,floor] [--ukvm PATH] [--ukvm-b PATH] [--floor PATH] [--qemu PATH] \
 [--guest-dir DIR] [--no-memory]";
 
 fn main() -> ExitCode {
@@ -87,6 +90,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
         monitors: monitors::ALL.to_vec(),
         programs: Programs {
             ukvm: dir.join("ukvm"),
+            ukvm_b: PathBuf::new(),
             floor: dir.join("ukvm-floor"),
             qemu: "qemu-system-x86_64".into(),
         },
@@ -112,6 +116,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
             }
             "--ukvm" => o.programs.ukvm = value()?.into(),
             "--floor" => o.programs.floor = value()?.into(),
+            "--ukvm-b" => o.programs.ukvm_b = value()?.into(),
             "--qemu" => o.programs.qemu = value()?.into(),
             "--guest-dir" => o.guest_dir = value()?.into(),
             "--no-memory" => o.memory = false,
@@ -120,6 +125,14 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
             "-h" | "--help" => return Err("help".into()),
             other => return Err(format!("unknown argument {other:?}")),
         }
+    }
+    if !o.programs.ukvm_b.as_os_str().is_empty() && !o.monitors.contains(&Monitor::UkvmB) {
+        let at = o
+            .monitors
+            .iter()
+            .position(|m| *m == Monitor::Ukvm)
+            .map_or(0, |i| i + 1);
+        o.monitors.insert(at, Monitor::UkvmB);
     }
     Ok(o)
 }

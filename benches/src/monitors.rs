@@ -13,6 +13,8 @@ pub enum Monitor {
     Floor,
     /// The ukvm CLI.
     Ukvm,
+    /// A second ukvm binary (`--ukvm-b`), to A/B-test a change.
+    UkvmB,
     /// `qemu-system-x86_64 -M microvm` with as little as boots the guest.
     QemuMicrovm,
     /// `qemu-system-x86_64 -M pc` (SeaBIOS, the default PC).
@@ -33,6 +35,7 @@ impl Monitor {
         match self {
             Monitor::Floor => "floor",
             Monitor::Ukvm => "ukvm",
+            Monitor::UkvmB => "ukvm-b",
             Monitor::QemuMicrovm => "qemu-microvm",
             Monitor::QemuPc => "qemu-pc",
         }
@@ -40,7 +43,9 @@ impl Monitor {
 
     /// Parses a name from [`Monitor::name`].
     pub fn from_name(name: &str) -> Option<Monitor> {
-        ALL.into_iter().find(|m| m.name() == name)
+        ALL.into_iter()
+            .chain([Monitor::UkvmB])
+            .find(|m| m.name() == name)
     }
 }
 
@@ -48,6 +53,8 @@ impl Monitor {
 pub struct Programs {
     /// The ukvm binary.
     pub ukvm: PathBuf,
+    /// The ukvm binary to compare it with (`--ukvm-b`).
+    pub ukvm_b: PathBuf,
     /// The floor binary.
     pub floor: PathBuf,
     /// The QEMU binary.
@@ -83,8 +90,13 @@ impl Programs {
                 c.arg(guest.mem_mib.to_string());
                 c
             }
-            Monitor::Ukvm => {
-                let mut c = Command::new(&self.ukvm);
+            Monitor::Ukvm | Monitor::UkvmB => {
+                let bin = if monitor == Monitor::Ukvm {
+                    &self.ukvm
+                } else {
+                    &self.ukvm_b
+                };
+                let mut c = Command::new(bin);
                 c.arg("--kernel")
                     .arg(&guest.kernel)
                     .arg("--cmdline")
