@@ -9,6 +9,10 @@ fn main() {
     let guests = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"))
         .join("../tests/guests");
     println!("cargo:rerun-if-changed={}", guests.display());
+    // A position-dependent executable: the linker resolves the ~9,000
+    // pointer relocations a PIE has the dynamic loader apply (and copy
+    // pages for) at every start. Measured by benches/: see README.
+    println!("cargo:rustc-link-arg-bin=ukvm=-no-pie");
     let status = Command::new("make")
         .arg("-s")
         .arg("-C")
