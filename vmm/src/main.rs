@@ -69,7 +69,7 @@ struct Opts {
     /// Attach a virtio-net NIC on an existing TAP interface (repeatable).
     /// Solo5 hvt guests: NAME=TAP attaches the manifest's net device NAME;
     /// a bare TAP is enough when the manifest declares one.
-    #[arg(long, value_name = "TAP")]
+    #[arg(long, value_name = "TAP[,mac=MAC][,mtu=N]")]
     net: Vec<String>,
     /// Attach a virtio-blk disk (repeatable; .iso files are read-only).
     /// Solo5 hvt guests: NAME=FILE attaches the manifest's block device
