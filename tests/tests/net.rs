@@ -57,7 +57,7 @@ fn hundred_pings_all_answered() {
     }
     let ns = NetNs::new();
     let tap = ns.add_tap("10.0.0.1/24", 1500);
-    let g = boot(&ns, &[tap.clone()], "ip=10.0.0.2");
+    let g = boot(&ns, std::slice::from_ref(&tap), "ip=10.0.0.2");
     let line = g.stdout();
     assert!(
         line.contains("net0: slot") && line.contains("link up"),
@@ -139,7 +139,7 @@ fn tap_disappearing_is_reported_once_and_the_vm_keeps_running() {
     }
     let ns = NetNs::new();
     let tap = ns.add_tap("10.0.0.1/24", 1500);
-    let mut g = boot(&ns, &[tap.clone()], "ip=10.0.0.2");
+    let mut g = boot(&ns, std::slice::from_ref(&tap), "ip=10.0.0.2");
     assert_eq!(ns.ping("10.0.0.2", 5), 5);
     ns.delete_tap(&tap);
     std::thread::sleep(Duration::from_millis(500));
@@ -178,7 +178,7 @@ fn busy_tap_is_refused() {
     }
     let ns = NetNs::new();
     let tap = ns.add_tap("10.0.0.1/24", 1500);
-    let _first = boot(&ns, &[tap.clone()], "ip=10.0.0.2");
+    let _first = boot(&ns, std::slice::from_ref(&tap), "ip=10.0.0.2");
     let out = ns
         .command(ukvm_tests::ukvm_bin().to_str().unwrap())
         .args(["--kernel", guest("hello").to_str().unwrap(), "--net", &tap])
