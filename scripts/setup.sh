@@ -12,6 +12,10 @@ packages=(
   grub-invaders     # a real Multiboot kernel from Debian
   qemu-system-x86   # benchmark comparator
   iproute2          # ip netns / ip tuntap for network tests
+  iputils-ping      # ping through the TAP in network tests
+  lz4               # Debian's kernel payload is LZ4: extracting vmlinux
+  busybox-static    # initramfs of the Linux boot test
+  cpio              # packing that initramfs
   util-linux        # unshare, setpriv
   ca-certificates
   curl
