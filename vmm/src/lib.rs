@@ -36,6 +36,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+mod cpuid_cache;
 mod emulation;
 pub mod error;
 mod hvt;

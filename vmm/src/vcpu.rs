@@ -2,7 +2,7 @@
 //! protocol asks for.
 
 use crate::error::{Error, Result};
-use kvm_bindings::{kvm_fpu, KVM_MAX_CPUID_ENTRIES};
+use kvm_bindings::kvm_fpu;
 use kvm_ioctls::{Kvm, VcpuFd};
 use ukvm_boot::{cpu, cpuid, Boot};
 
@@ -12,9 +12,8 @@ fn kvm_err(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
 
 /// Configures vCPU 0 to enter the kernel described by `boot`.
 pub fn configure(kvm: &Kvm, vcpu: &VcpuFd, boot: &Boot) -> Result<()> {
-    let supported = kvm
-        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-        .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
+    let supported =
+        crate::cpuid_cache::supported_cpuid(kvm).map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
     // Without a TSC frequency the timing leaf is left out; guests then
     // calibrate against the PIT as on bare metal.
     let tsc_khz = vcpu.get_tsc_khz().ok().filter(|khz| *khz != 0);
