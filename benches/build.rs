@@ -20,4 +20,7 @@ fn main() {
         Err(e) => panic!("cannot run make: {e} (apt-get install build-essential)"),
     }
     println!("cargo:rustc-env=UKVM_GUEST_DIR={}", out.display());
+    // Linked like ukvm (vmm/build.rs), so the floor differs from it only in
+    // what it does.
+    println!("cargo:rustc-link-arg-bin=ukvm-floor=-no-pie");
 }
