@@ -141,6 +141,9 @@ fn run(cfg: VmConfig, timings_out: Option<PathBuf>, verbose: bool) -> ExitCode {
     if let Some(path) = timings_out {
         let json = vm.shutdown().to_json();
         report_timings(&path, &json);
+    } else if let Ok(exit) = result {
+        // Nobody waits for the VM's teardown: don't make them.
+        ukvm::fastexit::exit_detached(vm, exit.status());
     }
     match result {
         Ok(exit) => ExitCode::from(exit.status() as u8),
