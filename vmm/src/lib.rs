@@ -42,7 +42,6 @@ pub mod error;
 pub mod fastexit;
 mod hvt;
 mod io_thread;
-mod linux;
 mod memory;
 mod net;
 mod pci;
