@@ -15,6 +15,7 @@
 //! - [`elf`]: the few ELF facts the loaders need (program headers).
 //! - [`cpu`]: GDT, segment and control register state for each entry mode.
 //! - [`cpuid`]: the CPUID table the guest sees.
+//! - [`acpi`]: the ACPI tables Linux-style guests get (APIC, PCI INTx, S5).
 //! - [`bios`]: the BIOS Data Area a firmware would have left behind.
 //!
 //! # Kernel formats and how they are detected
@@ -45,6 +46,7 @@
 //! can occur by chance in a large kernel); when nothing else matches, the
 //! checksum error is reported.
 
+pub mod acpi;
 pub mod bios;
 pub mod cpu;
 pub mod cpuid;

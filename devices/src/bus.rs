@@ -12,6 +12,8 @@ pub enum Event {
     Exit(i32),
     /// The guest asked for a machine reset (ends the run).
     Reset,
+    /// The guest powered the machine off (ACPI S5; ends the run).
+    PowerOff,
     /// The guest signalled it is ready (boot-time measurement).
     Ready,
     /// The guest made a request the monitor cannot serve (a hypercall

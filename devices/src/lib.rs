@@ -8,12 +8,14 @@
 //! - [`bus`]: the address-range bus and the device trait.
 //! - [`serial`]: 16550 UART (COM1) from `vm-superio`, wired to a writer.
 //! - [`exit_ports`]: QEMU's isa-debug-exit port and ukvm's own ports.
+//! - [`acpi_pm`]: the ACPI PM1a registers, for power-off.
 //! - [`i8042`]: the keyboard controller, for its reset line.
 //! - [`rtc`]: the CMOS real-time clock.
 //! - [`irq`]: interrupt lines as devices see them.
 //! - [`pci`]: PCI configuration mechanism 1, host bridge, config headers.
 //! - [`virtio`]: the virtio device trait and the virtio-pci transport.
 
+pub mod acpi_pm;
 pub mod bus;
 pub mod exit_ports;
 pub mod i8042;

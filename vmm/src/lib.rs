@@ -42,6 +42,7 @@ pub mod error;
 pub mod fastexit;
 mod hvt;
 mod io_thread;
+mod linux;
 mod memory;
 mod net;
 mod pci;

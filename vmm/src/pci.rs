@@ -4,8 +4,8 @@
 //!
 //! Interrupts: PCI devices raise level-triggered INTx with `KVM_IRQ_LINE`,
 //! which needs KVM's in-kernel PIC and IOAPIC; ukvm creates them (and the
-//! PIT) only when the VM has PCI devices, because they make VM teardown
-//! cost ~20 ms here. With an in-kernel irqchip `hlt` is handled inside KVM
+//! PIT) only when the VM has PCI devices or boots a Linux-style kernel
+//! (see `linux.rs`), because they make VM teardown cost ~20 ms here. With an in-kernel irqchip `hlt` is handled inside KVM
 //! and never reaches ukvm: a guest that halts with interrupts off hangs
 //! instead of ending the run, so guests must end through an exit port.
 
@@ -31,6 +31,20 @@ pub const MAX_DEVICES: usize = pci::SLOTS - 1;
 /// (12); with more devices than lines, lines are shared (INTx is
 /// level-triggered and shareable).
 const PCI_IRQS: [u8; 6] = [5, 9, 10, 11, 3, 7];
+
+/// The interrupt line of the `n`th device, which sits in slot `n + 1`
+/// (the host bridge has slot 0).
+pub fn device_irq(n: usize) -> u8 {
+    PCI_IRQS[n % PCI_IRQS.len()]
+}
+
+/// `(slot, line)` of every slot a device can take: the routing the ACPI
+/// `_PRT` describes, the same that `add_virtio` writes to Interrupt Line.
+pub fn slot_irqs() -> Vec<(u8, u8)> {
+    (0..MAX_DEVICES)
+        .map(|n| ((n + 1) as u8, device_irq(n)))
+        .collect()
+}
 
 /// First port of the legacy I/O BARs.
 const IO_BASE: u16 = 0x6000;

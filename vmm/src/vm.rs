@@ -7,7 +7,7 @@ use crate::hvt::Hvt;
 use crate::io_thread::IoThread;
 use crate::timings::{Phase, Timings};
 use crate::{emulation, memory, vcpu};
-use crate::{net, pci};
+use crate::{linux, net, pci};
 use kvm_bindings::KVM_INTERNAL_ERROR_EMULATION;
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use std::sync::{Arc, Mutex};
@@ -28,6 +28,9 @@ pub enum Exit {
     Code(i32),
     /// The guest reset the machine (i8042 0xFE).
     Reset,
+    /// The guest powered the machine off (ACPI S5 through PM1a_CNT, what
+    /// Linux's `poweroff` does).
+    PowerOff,
     /// The guest halted with nothing left that could wake it.
     Halted,
 }
@@ -38,7 +41,7 @@ impl Exit {
     pub fn status(self) -> i32 {
         match self {
             Exit::Code(code) => code,
-            Exit::Reset | Exit::Halted => 0,
+            Exit::Reset | Exit::PowerOff | Exit::Halted => 0,
         }
     }
 
@@ -46,6 +49,7 @@ impl Exit {
         match self {
             Exit::Code(_) => "exit",
             Exit::Reset => "reset",
+            Exit::PowerOff => "poweroff",
             Exit::Halted => "halt",
         }
     }
@@ -143,11 +147,18 @@ impl Vm {
         let kvm = Kvm::new().map_err(Error::KvmOpen)?;
         let vm = Arc::new(kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?);
         timings.mark(Phase::VmCreated);
-        if !disks.is_empty() || !nets.is_empty() {
-            // PCI devices interrupt; VMs without them skip the irqchip and
-            // its teardown cost. It must exist before the vCPU.
+        // Linux-style kernels get ACPI tables, the irqchip and PIT and the
+        // PM1a registers (linux.rs); Multiboot and Solo5 guests do not.
+        let linux_style = linux::is_linux_style(format);
+        if !disks.is_empty() || !nets.is_empty() || linux_style {
+            // PCI devices interrupt, Linux needs its APICs; VMs without
+            // either skip the irqchip and its teardown cost. It must exist
+            // before the vCPU.
             pci::create_irqchip(&vm)?;
             timings.irqchip = true;
+        }
+        if linux_style {
+            linux::set_routing(&vm)?;
         }
         let mem = memory::create(cfg.mem_bytes())?;
         memory::register(&vm, &mem)?;
@@ -166,7 +177,11 @@ impl Vm {
                 })
                 .collect(),
             initrd: initrd.as_deref(),
-            acpi_rsdp: None,
+            acpi_rsdp: if linux_style {
+                Some(linux::write_acpi(&mem)?)
+            } else {
+                None
+            },
         };
         let boot = match &hvt {
             Some(hvt) => hvt.load(&mem, &image),
@@ -191,6 +206,9 @@ impl Vm {
         match hvt {
             Some(hvt) => hvt.attach_bus(&mut pio, mem.clone(), serial.clone())?,
             None => legacy_devices(&mut pio, serial.clone())?,
+        }
+        if linux_style {
+            linux::add_pm(&mut pio)?;
         }
         let mut mmio = Bus::new();
         let mut pci_bus = pci::PciBuilder::new(&vm, &mem, &mut pio, &mut mmio);
@@ -424,6 +442,7 @@ fn event_step(t: &mut Timings, event: Option<Event>) -> Step {
         }
         Some(Event::Exit(code)) => Step::Stop(Exit::Code(code)),
         Some(Event::Reset) => Step::Stop(Exit::Reset),
+        Some(Event::PowerOff) => Step::Stop(Exit::PowerOff),
         Some(Event::GuestFault(fault)) => Step::Crash(CrashKind::GuestFault(fault.to_string())),
     }
 }
