@@ -64,8 +64,24 @@ fn main() -> ExitCode {
         }
     }
     print!("{}", report::machine(&opts.programs.qemu));
-    let mut guests = guests::all(&opts.guest_dir);
+    let scratch = std::env::temp_dir().join(format!("ukvm-bench-{}", std::process::id()));
+    let made = std::fs::create_dir_all(&scratch).map_err(|e| e.to_string());
+    let mut guests = match made.and_then(|_| guests::all(&opts.guest_dir, &scratch)) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("ukvm-benches: scratch files: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if let Some(names) = &opts.guests {
+        if let Some(bad) = names.iter().find(|n| !guests.iter().any(|g| g.name == *n)) {
+            let known: Vec<_> = guests.iter().map(|g| g.name).collect();
+            eprintln!(
+                "ukvm-benches: unknown guest {bad:?} (known: {})",
+                known.join(", ")
+            );
+            return ExitCode::from(2);
+        }
         guests.retain(|g| names.iter().any(|n| n == g.name));
     }
     for guest in &guests {
@@ -78,6 +94,7 @@ fn main() -> ExitCode {
         );
         print!("{result}");
     }
+    let _ = std::fs::remove_dir_all(&scratch);
     ExitCode::SUCCESS
 }
 

@@ -41,7 +41,11 @@ pub fn bench(
         .collect();
     // A first run of each checks it can boot the guest (and warms caches).
     for col in &mut cols {
-        col.unavailable = once(col.monitor, guest, programs).err();
+        let known = guest.cannot_run.iter().find(|(m, _)| *m == col.monitor);
+        col.unavailable = match known {
+            Some((_, why)) => Some(why.to_string()),
+            None => once(col.monitor, guest, programs).err(),
+        };
     }
     if with_memory {
         for col in cols.iter_mut().filter(|c| c.unavailable.is_none()) {
@@ -61,11 +65,10 @@ pub fn bench(
 }
 
 fn stderr_path(monitor: Monitor) -> PathBuf {
-    std::env::temp_dir().join(format!(
-        "ukvm-bench-{}-{}.err",
-        std::process::id(),
-        monitor.name()
-    ))
+    // In main's scratch directory, removed at the end.
+    std::env::temp_dir()
+        .join(format!("ukvm-bench-{}", std::process::id()))
+        .join(format!("{}.err", monitor.name()))
 }
 
 /// One timed run, checked: right status, the output the guest must print.
@@ -73,7 +76,7 @@ fn once(monitor: Monitor, guest: &Guest, programs: &Programs) -> Result<Sample, 
     let path = stderr_path(monitor);
     let stderr = File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut cmd = programs.command(monitor, guest);
-    let ready = guest.ready_line.filter(|_| monitor != Monitor::Floor);
+    let ready = guest.ready_marker.filter(|_| monitor != Monitor::Floor);
     let sample = run::timed(&mut cmd, ready, stderr, RUN_LIMIT);
     let why = match &sample {
         Err(e) => Some(e.clone()),
@@ -108,7 +111,7 @@ fn check(monitor: Monitor, guest: &Guest, s: &Sample) -> Option<String> {
     if let Some(m) = guest.must_print.filter(|m| !out.contains(m)) {
         return Some(format!("the guest did not print {m:?}"));
     }
-    if guest.ready_line.is_some() && s.ready.is_none() {
+    if guest.ready_marker.is_some() && s.ready.is_none() {
         return Some("the guest's first line never arrived".into());
     }
     None

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 pub struct Sample {
     /// Spawn to reaped.
     pub exit: Duration,
-    /// Spawn to the ready line in our pipe.
+    /// Spawn to the guest's first line in our pipe.
     pub ready: Option<Duration>,
     /// Exit status (128 + signal when killed).
     pub status: i32,
@@ -20,10 +20,12 @@ pub struct Sample {
     pub output: Vec<u8>,
 }
 
-/// Runs `cmd` once, stderr to `stderr`, giving up after `limit`.
+/// Runs `cmd` once, stderr to `stderr`, giving up after `limit`. "Ready"
+/// is when a whole line containing `ready_marker` has arrived (firmware
+/// may print before the guest, on the same line).
 pub fn timed(
     cmd: &mut Command,
-    ready_line: Option<&str>,
+    ready_marker: Option<&str>,
     stderr: File,
     limit: Duration,
 ) -> Result<Sample, String> {
@@ -35,7 +37,6 @@ pub fn timed(
     let mut stdout = child.stdout.take().ok_or("no stdout pipe")?;
     let mut output = Vec::new();
     let mut ready = None;
-    let marker = ready_line.map(|l| format!("{l}\n"));
     let mut buf = [0u8; 4096];
     loop {
         let left = limit.saturating_sub(start.elapsed());
@@ -50,8 +51,8 @@ pub fn timed(
             break;
         }
         output.extend_from_slice(&buf[..n]);
-        if let (None, Some(m)) = (ready, &marker) {
-            if contains(&output, m.as_bytes()) {
+        if let (None, Some(m)) = (ready, ready_marker) {
+            if line_arrived(&output, m.as_bytes()) {
                 ready = Some(start.elapsed());
             }
         }
@@ -65,8 +66,11 @@ pub fn timed(
     })
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+/// Whether `out` holds `marker` followed by the end of its line.
+fn line_arrived(out: &[u8], marker: &[u8]) -> bool {
+    out.windows(marker.len())
+        .position(|w| w == marker)
+        .is_some_and(|at| out[at + marker.len()..].contains(&b'\n'))
 }
 
 /// Waits until `pipe` has data or EOF, up to `limit`.
