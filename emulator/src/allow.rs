@@ -21,7 +21,7 @@ pub enum Class {
     Mxcsr,
     /// FXSAVE/FXRSTOR.
     Fxsr,
-    /// XSAVE/XSAVEOPT/XRSTOR.
+    /// The XSAVE family: XSAVE, XSAVEOPT, XSAVEC, XSAVES, XRSTOR, XRSTORS.
     Xsave,
     /// x87 control that never waits for pending exceptions (FNINIT, FLDCW...).
     X87Control,
@@ -71,9 +71,18 @@ pub fn classify(insn: &Instruction) -> Result<Class, String> {
     let class = match m {
         M::Ldmxcsr | M::Stmxcsr => Class::Mxcsr,
         M::Fxsave | M::Fxsave64 | M::Fxrstor | M::Fxrstor64 => Class::Fxsr,
-        M::Xsave | M::Xsave64 | M::Xsaveopt | M::Xsaveopt64 | M::Xrstor | M::Xrstor64 => {
-            Class::Xsave
-        }
+        M::Xsave
+        | M::Xsave64
+        | M::Xsaveopt
+        | M::Xsaveopt64
+        | M::Xsavec
+        | M::Xsavec64
+        | M::Xsaves
+        | M::Xsaves64
+        | M::Xrstor
+        | M::Xrstor64
+        | M::Xrstors
+        | M::Xrstors64 => Class::Xsave,
         M::Fninit | M::Fnclex | M::Fldcw | M::Fnstcw | M::Fnstsw => Class::X87Control,
         _ => {
             if insn.encoding() != EncodingKind::Legacy {

@@ -2,8 +2,11 @@
 //! implementation on a KVM vCPU. Tests implement the trait on plain structs,
 //! so the executor runs without `/dev/kvm`.
 
-use kvm_bindings::{kvm_regs, kvm_sregs, kvm_xsave};
+use kvm_bindings::{kvm_msr_entry, kvm_regs, kvm_sregs, kvm_xsave, Msrs};
 use kvm_ioctls::VcpuFd;
+
+/// IA32_XSS.
+const MSR_IA32_XSS: u32 = 0xDA0;
 
 /// An event the executor delivers to the guest instead of (or after)
 /// completing an instruction.
@@ -47,6 +50,9 @@ pub trait GuestCpu {
     fn set_xsave(&mut self, xsave: &kvm_xsave) -> Result<(), CpuError>;
     /// The guest's XCR0.
     fn xcr0(&mut self) -> Result<u64, CpuError>;
+    /// The guest's IA32_XSS (supervisor state components for XSAVES and
+    /// XRSTORS).
+    fn xss(&mut self) -> Result<u64, CpuError>;
     /// Delivers an event at the next entry.
     fn inject(&mut self, event: Event) -> Result<(), CpuError>;
 }
@@ -90,6 +96,21 @@ impl GuestCpu for KvmCpu<'_> {
             .iter()
             .find(|x| x.xcr == 0)
             .map_or(1, |x| x.value))
+    }
+
+    fn xss(&mut self) -> Result<u64, CpuError> {
+        // A KVM that does not offer the MSR (it is not in its MSR list, as
+        // on PVM) gives the guest none: IA32_XSS is 0 there.
+        let Ok(mut msrs) = Msrs::from_entries(&[kvm_msr_entry {
+            index: MSR_IA32_XSS,
+            ..Default::default()
+        }]) else {
+            return Ok(0);
+        };
+        match self.0.get_msrs(&mut msrs) {
+            Ok(1) => Ok(msrs.as_slice()[0].data),
+            _ => Ok(0),
+        }
     }
 
     fn inject(&mut self, event: Event) -> Result<(), CpuError> {

@@ -3,6 +3,8 @@
 
 use crate::allow::{self, Class};
 use crate::host::{self, Frame, HostExec, AREA, GPR_ORDER};
+use crate::xsave::{self, Plan};
+use crate::xstate::{CARRIED, HEADER_END, LEGACY, MXCSR, XSTATE_BV};
 use crate::{Event, Fault, GuestCpu, Mmu, Mode};
 use iced_x86::{
     Code, Instruction, InstructionInfoFactory, Mnemonic, OpAccess, OpKind, Register, RflagsBits,
@@ -10,10 +12,6 @@ use iced_x86::{
 use kvm_bindings::{kvm_regs, kvm_sregs};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
-/// Offsets in the standard XSAVE layout.
-const MXCSR: usize = 24;
-const XSTATE_BV: usize = 512;
-const XSAVE_HEADER_END: usize = 576;
 /// MXCSR exception masks (bits 7-12) and flags (bits 0-5).
 const MXCSR_MASKS: u32 = 0x1F80;
 const MXCSR_FLAGS: u32 = 0x3F;
@@ -271,6 +269,8 @@ struct Operand {
     size: usize,
     read: bool,
     write: bool,
+    /// For the XSAVE family, what the instruction does.
+    xsave: Option<Plan>,
 }
 
 /// Runs an allowlisted instruction on the host with the guest's state.
@@ -287,14 +287,18 @@ fn on_host(
     let host_xcr0 =
         host::host_xcr0().ok_or(Fault::Unsupported("running SSE on a host without XSAVE"))?;
     let xcr0 = st.cpu.xcr0().map_err(cpu_fault)?;
-    // x87 and SSE state always travel (they exist whatever XCR0 says); AVX
-    // does when the guest enabled it, so XSAVE/XRSTOR see it.
-    let mask = (0b11 | (xcr0 & 0b100)) & host_xcr0;
+    // x87 and SSE state always travel (they exist whatever XCR0 says); the
+    // other carried components (AVX, AVX-512) do when the guest enabled
+    // them, so XSAVE/XRSTOR see them and SSE code leaves them intact.
+    let mask = (LEGACY | xcr0) & CARRIED & host_xcr0;
     let mut kvm_xsave = st.cpu.xsave().map_err(cpu_fault)?;
     let mut area = [0u8; AREA];
     for (chunk, word) in area.chunks_exact_mut(4).zip(kvm_xsave.region.iter()) {
         chunk.copy_from_slice(&word.to_le_bytes());
     }
+    // Components the host does not load keep their XSTATE_BV bits, so
+    // writing the area back to KVM does not reset them.
+    let kept = read_u64(&area, XSTATE_BV) & !mask;
     sanitise_header(&mut area, mask);
     let guest_mxcsr = read_u32(&area, MXCSR);
     if class == Class::Mmx && read_u16(&area, 2) & 0x80 != 0 {
@@ -302,7 +306,8 @@ fn on_host(
         return Err(Fault::Unsupported("MMX with a pending x87 exception (#MF)"));
     }
 
-    let operand = memory_operand(st, insn, class, xcr0)?;
+    let operand = memory_operand(st, insn, class, xcr0, mask)?;
+    let plan = operand.as_ref().and_then(|o| o.xsave);
     let mut bounce = vec![0u8; operand.as_ref().map_or(0, |o| o.size)];
     if let Some(op) = &operand {
         if op.linear % allow::alignment(insn, class, op.size) != 0 {
@@ -316,28 +321,17 @@ fn on_host(
         }
     }
     let mxcsr_mask = host::host_mxcsr_mask();
-    check_loads(
-        insn,
-        class,
-        &bounce,
-        mxcsr_mask,
-        xcr0,
-        st.regs.rax,
-        st.regs.rdx,
-    )?;
+    check_loads(insn, &bounce, mxcsr_mask)?;
+    if let Some(plan) = plan.filter(|p| p.restore) {
+        xsave::check_restore(&plan, &bounce, mxcsr_mask)?;
+    }
 
     let mut gprs = gprs_of(&st.regs);
-    if class == Class::Xsave {
-        // The requested-feature bitmap EDX:EAX, limited to what the guest
-        // enabled; bits the executor does not carry are refused.
-        let rfbm = ((st.regs.rdx << 32) | (st.regs.rax & 0xFFFF_FFFF)) & xcr0;
-        if rfbm & !mask != 0 {
-            return Err(Fault::Other(format!(
-                "XSAVE components {rfbm:#x} beyond x87/SSE/AVX are not covered"
-            )));
-        }
-        gprs[0] = rfbm & 0xFFFF_FFFF;
-        gprs[2] = 0;
+    if let Some(plan) = &plan {
+        // The host runs with the requested-feature bitmap already limited
+        // to what the guest enabled (the host's XCR0 may enable more).
+        gprs[0] = plan.rfbm & 0xFFFF_FFFF;
+        gprs[2] = plan.rfbm >> 32;
     }
     // SIMD computation runs with every exception masked and flags clear,
     // so the host never takes #XM; unmasked ones are found afterwards.
@@ -351,6 +345,9 @@ fn on_host(
         Some(h) => h,
         None => host.insert(HostExec::new().map_err(|e| Fault::Other(format!("host pages: {e}")))?),
     };
+    if let Some(plan) = &plan {
+        rewritten.set_code(plan.host_code);
+    }
     if operand.is_some() || insn.op_kinds().any(|k| k == OpKind::Memory) {
         rewritten.set_memory_base(Register::RIP);
         rewritten.set_memory_index(Register::None);
@@ -384,7 +381,7 @@ fn on_host(
                 chunk.copy_from_slice(&word.to_le_bytes());
             }
             write_u32(&mut area, MXCSR, guest_mxcsr | raised);
-            store_xsave(st, &mut kvm_xsave, &area)?;
+            store_xsave(st, &mut kvm_xsave, &area, kept)?;
             return Err(if st.sregs.cr4 & CR4_OSXMMEXCPT != 0 {
                 Fault::Xm
             } else {
@@ -398,7 +395,7 @@ fn on_host(
             st.mmu.write(st.mem, op.linear, &bounce)?;
         }
     }
-    store_xsave(st, &mut kvm_xsave, &area)?;
+    store_xsave(st, &mut kvm_xsave, &area, kept)?;
     set_gprs(&mut st.regs, &gprs);
     let modified = x86_flags(insn.rflags_modified());
     st.regs.rflags = (st.regs.rflags & !modified) | (host_flags & modified);
@@ -408,10 +405,11 @@ fn on_host(
 /// The explicit memory operand, its size and direction, if the instruction
 /// accesses memory.
 fn memory_operand(
-    st: &State<'_>,
+    st: &mut State<'_>,
     insn: &Instruction,
     class: Class,
     xcr0: u64,
+    carried: u64,
 ) -> Result<Option<Operand>, Fault> {
     let Some(op) = (0..insn.op_count()).find(|&i| insn.op_kind(i) == OpKind::Memory) else {
         return Ok(None);
@@ -431,11 +429,15 @@ fn memory_operand(
         return Ok(None);
     };
     let access = used.access();
-    let size = match class {
-        Class::Fxsr => 512,
-        // Legacy area and header, plus the AVX upper halves if enabled.
-        Class::Xsave if xcr0 & 0b100 != 0 => XSAVE_HEADER_END + 256,
-        Class::Xsave => XSAVE_HEADER_END,
+    let linear = st.linear(insn, op)?;
+    let xsave = if class == Class::Xsave {
+        Some(plan_xsave(st, insn, linear, xcr0, carried)?)
+    } else {
+        None
+    };
+    let size = match (class, &xsave) {
+        (_, Some(plan)) => plan.size,
+        (Class::Fxsr, _) => 512,
         _ => used.memory_size().size(),
     };
     if size == 0 || size > AREA {
@@ -450,47 +452,61 @@ fn memory_operand(
         OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite
     );
     Ok(Some(Operand {
-        linear: st.linear(insn, op)?,
+        linear,
         size,
+        // Read the whole area even for a save: the host writes back all of
+        // it, and parts the instruction leaves alone must stay as they were.
         read: read || class == Class::Xsave,
         write,
+        xsave,
     }))
 }
 
-/// #GP checks of values an instruction loads into MXCSR or the XSAVE
-/// header, made before the host ever sees them.
-fn check_loads(
+/// Plans an XSAVE-family instruction whose area is at `linear`.
+fn plan_xsave(
+    st: &mut State<'_>,
     insn: &Instruction,
-    class: Class,
-    mem: &[u8],
-    mxcsr_mask: u32,
+    linear: u64,
     xcr0: u64,
-    rax: u64,
-    rdx: u64,
-) -> Result<(), Fault> {
+    carried: u64,
+) -> Result<Plan, Fault> {
+    // Misalignment is #GP before anything is accessed.
+    if !linear.is_multiple_of(64) {
+        return Err(Fault::Gp(0));
+    }
+    let supervisor = matches!(
+        insn.mnemonic(),
+        Mnemonic::Xsaves | Mnemonic::Xsaves64 | Mnemonic::Xrstors | Mnemonic::Xrstors64
+    );
+    // IA32_XSS costs an ioctl: read only for the instructions it affects.
+    let xss = if supervisor {
+        st.cpu.xss().map_err(cpu_fault)?
+    } else {
+        0
+    };
+    let guest = xsave::Guest {
+        edx_eax: (st.regs.rdx << 32) | (st.regs.rax & 0xFFFF_FFFF),
+        xcr0,
+        xss,
+        cpl: st.mmu.cpl(),
+        carried,
+    };
+    let (mmu, mem) = (st.mmu, st.mem);
+    xsave::plan(insn, &guest, || {
+        let mut header = [0u8; 16];
+        mmu.read(mem, linear.wrapping_add(XSTATE_BV as u64), &mut header)?;
+        Ok(header)
+    })
+}
+
+/// #GP checks of values LDMXCSR and FXRSTOR load into MXCSR, made before
+/// the host ever sees them (the XSAVE family: [`xsave::check_restore`]).
+fn check_loads(insn: &Instruction, mem: &[u8], mxcsr_mask: u32) -> Result<(), Fault> {
     let bad_mxcsr = |v: u32| v & !mxcsr_mask != 0;
     match insn.mnemonic() {
         Mnemonic::Ldmxcsr if bad_mxcsr(read_u32(mem, 0)) => Err(Fault::Gp(0)),
         Mnemonic::Fxrstor | Mnemonic::Fxrstor64 if bad_mxcsr(read_u32(mem, MXCSR)) => {
             Err(Fault::Gp(0))
-        }
-        Mnemonic::Xrstor | Mnemonic::Xrstor64 if class == Class::Xsave => {
-            let xstate_bv = read_u64(mem, XSTATE_BV);
-            let xcomp_bv = read_u64(mem, XSTATE_BV + 8);
-            if xcomp_bv != 0 {
-                return Err(Fault::Unsupported("XRSTOR of a compacted-format area"));
-            }
-            let rfbm = ((rdx << 32) | (rax & 0xFFFF_FFFF)) & xcr0;
-            let reserved = mem[XSTATE_BV + 16..XSAVE_HEADER_END]
-                .iter()
-                .any(|&b| b != 0);
-            if xstate_bv & !xcr0 != 0
-                || reserved
-                || (rfbm & 0b110 != 0 && bad_mxcsr(read_u32(mem, MXCSR)))
-            {
-                return Err(Fault::Gp(0));
-            }
-            Ok(())
         }
         _ => Ok(()),
     }
@@ -500,21 +516,23 @@ fn check_loads(
 /// only the components being loaded, reserved header bytes zero.
 fn sanitise_header(area: &mut [u8; AREA], mask: u64) {
     let bv = read_u64(area, XSTATE_BV) & mask;
-    area[XSTATE_BV..XSAVE_HEADER_END].fill(0);
+    area[XSTATE_BV..HEADER_END].fill(0);
     area[XSTATE_BV..XSTATE_BV + 8].copy_from_slice(&bv.to_le_bytes());
 }
 
 /// Writes the area back to KVM with x87 and SSE marked present (KVM drops
-/// components whose XSTATE_BV bit is clear).
+/// components whose XSTATE_BV bit is clear), and the `kept` components the
+/// host did not load marked as KVM had them.
 fn store_xsave(
     st: &mut State<'_>,
     kvm: &mut kvm_bindings::kvm_xsave,
     area: &[u8; AREA],
+    kept: u64,
 ) -> Result<(), Fault> {
     for (word, chunk) in kvm.region.iter_mut().zip(area.chunks_exact(4)) {
         *word = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
     }
-    let bv = read_u64(area, XSTATE_BV) | 0b11;
+    let bv = read_u64(area, XSTATE_BV) | LEGACY | kept;
     kvm.region[XSTATE_BV / 4] = bv as u32;
     kvm.region[XSTATE_BV / 4 + 1] = (bv >> 32) as u32;
     st.cpu.set_xsave(kvm).map_err(cpu_fault)

@@ -5,11 +5,13 @@
 //! KVM's instruction emulator, which lacks SSE arithmetic, MXCSR and
 //! FXSAVE/XSAVE, `cmpxchg16b` and `int3`. [`Emulator::complete`] decodes the
 //! instruction at RIP with `iced-x86`, and then:
-//! - SSE/SSE2/SSSE3/SSE4, MMX, MXCSR, FXSAVE/XSAVE/XRSTOR and x87 control
-//!   instructions run on the host CPU with the guest's register state loaded
-//!   and their memory operand redirected to a bounce buffer filled from (and
-//!   written back to) guest memory through the guest's page tables (see
-//!   [`host`]); nothing else ever runs on the host;
+//! - SSE/SSE2/SSSE3/SSE4, MMX, MXCSR, FXSAVE/FXRSTOR, the XSAVE family
+//!   (XSAVE, XSAVEOPT, XSAVEC, XRSTOR in standard and compacted format;
+//!   XSAVES/XRSTORS as XSAVEC/XRSTOR, without supervisor components) and x87
+//!   control instructions run on the host CPU with the guest's register
+//!   state loaded and their memory operand redirected to a bounce buffer
+//!   filled from (and written back to) guest memory through the guest's
+//!   page tables (see [`host`]); nothing else ever runs on the host;
 //! - `cmpxchg16b` runs as a host `lock cmpxchg16b` on the guest page itself,
 //!   atomic with respect to every other thread touching guest memory;
 //! - `int3`/`int n` are delivered as interrupts with RIP past them;
@@ -18,7 +20,8 @@
 //!
 //! Anything else yields a [`Diagnosis`]: RIP, mode, bytes, mnemonic, reason.
 //! Limits: segment limits are not checked (flat segments assumed), 5-level
-//! paging, VEX/EVEX and compacted-format XRSTOR are reported, not completed.
+//! paging, VEX/EVEX, XSAVE components beyond x87/SSE/AVX/AVX-512 and
+//! supervisor components (IA32_XSS) are reported, not completed.
 
 mod allow;
 mod cpu;
@@ -27,6 +30,10 @@ pub mod host;
 mod paging;
 #[cfg(test)]
 mod tests;
+mod xsave;
+#[cfg(test)]
+mod xsave_tests;
+mod xstate;
 
 pub use cpu::{CpuError, Event, GuestCpu, KvmCpu};
 pub use paging::Mmu;

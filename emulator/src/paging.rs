@@ -56,6 +56,11 @@ impl Mmu {
         }
     }
 
+    /// The current privilege level.
+    pub fn cpl(&self) -> u8 {
+        self.cpl
+    }
+
     /// Translates one linear address for an access of the given kind,
     /// returning the guest-physical address and the end of its page (the
     /// first linear address past the page that holds `linear`).

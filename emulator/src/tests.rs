@@ -12,14 +12,15 @@ const CR0_WP: u64 = 1 << 16;
 const CR4_PAE: u64 = 1 << 5;
 const CR4_OSFXSR: u64 = 1 << 9;
 const CR4_OSXMMEXCPT: u64 = 1 << 10;
-const CR4_OSXSAVE: u64 = 1 << 18;
+pub(crate) const CR4_OSXSAVE: u64 = 1 << 18;
 
-struct FakeCpu {
-    regs: kvm_regs,
-    sregs: kvm_sregs,
-    xsave: kvm_xsave,
-    xcr0: u64,
-    events: Vec<Event>,
+pub(crate) struct FakeCpu {
+    pub(crate) regs: kvm_regs,
+    pub(crate) sregs: kvm_sregs,
+    pub(crate) xsave: kvm_xsave,
+    pub(crate) xcr0: u64,
+    pub(crate) xss: u64,
+    pub(crate) events: Vec<Event>,
 }
 
 impl GuestCpu for FakeCpu {
@@ -43,6 +44,9 @@ impl GuestCpu for FakeCpu {
     fn xcr0(&mut self) -> Result<u64, CpuError> {
         Ok(self.xcr0)
     }
+    fn xss(&mut self) -> Result<u64, CpuError> {
+        Ok(self.xss)
+    }
     fn inject(&mut self, event: Event) -> Result<(), CpuError> {
         self.events.push(event);
         Ok(())
@@ -57,7 +61,7 @@ fn copy(x: &kvm_xsave) -> kvm_xsave {
 }
 
 /// A flat 32-bit protected-mode vCPU with SSE enabled, no paging.
-fn cpu32() -> FakeCpu {
+pub(crate) fn cpu32() -> FakeCpu {
     let mut sregs = kvm_sregs {
         cr0: CR0_PE | (1 << 1),
         cr4: CR4_OSFXSR | CR4_OSXMMEXCPT,
@@ -73,6 +77,7 @@ fn cpu32() -> FakeCpu {
         sregs,
         xsave: kvm_xsave::default(),
         xcr0: 1,
+        xss: 0,
         events: Vec::new(),
     };
     cpu.set_mxcsr(0x1F80);
@@ -81,7 +86,7 @@ fn cpu32() -> FakeCpu {
 }
 
 /// A 64-bit vCPU with identity-mapped 2 MiB pages over guest memory.
-fn cpu64(mem: &GuestMemoryMmap) -> FakeCpu {
+pub(crate) fn cpu64(mem: &GuestMemoryMmap) -> FakeCpu {
     let mut cpu = cpu32();
     cpu.sregs.cr0 |= CR0_PG;
     cpu.sregs.cr4 |= CR4_PAE;
@@ -101,13 +106,13 @@ fn cpu64(mem: &GuestMemoryMmap) -> FakeCpu {
 }
 
 impl FakeCpu {
-    fn mxcsr(&self) -> u32 {
+    pub(crate) fn mxcsr(&self) -> u32 {
         self.xsave.region[6]
     }
-    fn set_mxcsr(&mut self, v: u32) {
+    pub(crate) fn set_mxcsr(&mut self, v: u32) {
         self.xsave.region[6] = v;
     }
-    fn xmm(&self, i: usize) -> [u32; 4] {
+    pub(crate) fn xmm(&self, i: usize) -> [u32; 4] {
         let w = 40 + 4 * i;
         [
             self.xsave.region[w],
@@ -116,7 +121,7 @@ impl FakeCpu {
             self.xsave.region[w + 3],
         ]
     }
-    fn set_xmm(&mut self, i: usize, v: [u32; 4]) {
+    pub(crate) fn set_xmm(&mut self, i: usize, v: [u32; 4]) {
         self.xsave.region[40 + 4 * i..44 + 4 * i].copy_from_slice(&v);
     }
     fn set_xmm_f32(&mut self, i: usize, v: [f32; 4]) {
@@ -127,17 +132,21 @@ impl FakeCpu {
     }
 }
 
-fn memory() -> GuestMemoryMmap {
+pub(crate) fn memory() -> GuestMemoryMmap {
     GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap()
 }
 
 /// Runs `code` at RIP 0x1000 with the bytes given as KVM would report them.
-fn run(cpu: &mut FakeCpu, mem: &GuestMemoryMmap, code: &[u8]) -> Result<Completion, Error> {
+pub(crate) fn run(
+    cpu: &mut FakeCpu,
+    mem: &GuestMemoryMmap,
+    code: &[u8],
+) -> Result<Completion, Error> {
     mem.write_slice(code, GuestAddress(cpu.regs.rip)).unwrap();
     Emulator::new().complete(cpu, mem, Some(code))
 }
 
-fn gp0() -> Event {
+pub(crate) fn gp0() -> Event {
     Event::Exception {
         vector: 13,
         error_code: Some(0),
@@ -384,7 +393,7 @@ fn pshufb_and_ptest() {
 /// 32-bit paging: page directory at 0x10000, one table at 0x11000 mapping
 /// linear 0x400000.. with: page 0 read/write, page 1 read-only, page 2 not
 /// present, page 3 pointing past the end of guest memory.
-fn paged32(mem: &GuestMemoryMmap) -> FakeCpu {
+pub(crate) fn paged32(mem: &GuestMemoryMmap) -> FakeCpu {
     let mut cpu = cpu32();
     cpu.sregs.cr0 |= CR0_PG | CR0_WP;
     cpu.sregs.cr3 = 0x10000;
