@@ -17,7 +17,7 @@ Examples:
   ukvm --kernel nginx.bin --net tap0 --disk etc.iso --disk data.iso
 
 Exit status: the guest's (port 0x501: (value << 1) | 1; port 0x511: value),
-0 when the guest resets or halts. Monitor errors: 2 bad flags, 240 bad
+0 when the guest resets, powers off or halts. Monitor errors: 2 bad flags, 240 bad
 configuration, 241 kernel file unreadable, 242 kernel image invalid,
 243 /dev/kvm unavailable, 244 KVM or host failure, 245 device backend
 failure, 246 guest crash (triple fault, emulation failure), 247 guest

@@ -37,7 +37,7 @@ pub enum Exit {
 
 impl Exit {
     /// The process exit status the CLI uses: the guest's code, or 0 for a
-    /// reset or a halt.
+    /// reset, a power-off or a halt.
     pub fn status(self) -> i32 {
         match self {
             Exit::Code(code) => code,
