@@ -69,3 +69,57 @@ fn uncovered_instruction_is_reported_in_one_line_with_its_own_status() {
         assert!(line.contains(part), "{part} not in {line}");
     }
 }
+
+#[test]
+fn sse64_guest_passes_every_case_in_long_mode() {
+    if !kvm_available() {
+        return;
+    }
+    let dir = TempDir::new("sse64");
+    let timings = dir.join("timings.json");
+    let out = run_ukvm([
+        "--kernel".into(),
+        guest("sse64").into_os_string(),
+        "--timings".into(),
+        timings.clone().into_os_string(),
+    ]);
+    let lines = out.lines();
+    let failed: Vec<&&str> = lines.iter().filter(|l| l.starts_with("FAIL")).collect();
+    assert!(failed.is_empty(), "{failed:?}\n{}", out.stdout);
+    let passed = lines.iter().filter(|l| l.starts_with("PASS")).count();
+    assert!(passed >= 23, "only {passed} PASS lines:\n{}", out.stdout);
+    let mut expected = vec![
+        "PASS mulps_rip",
+        "PASS pextrq_to_rip",
+        "PASS cvtsi2sdq",
+        "PASS cmpxchg16b_hit",
+        "PASS cmpxchg16b_miss",
+        "PASS cmpxchg16b_rip",
+        "PASS fxsave64",
+        "PASS int3",
+        "PASS int 0x40",
+        "PASS #GP on misaligned pxor",
+        "PASS #GP on misaligned cmpxchg16b",
+    ];
+    // The XSAVE family only where the CPU offers it (the guest says so).
+    if !out.stdout.contains("SKIP xsave:") {
+        expected.extend(["PASS xsave64", "PASS xrstor64"]);
+    }
+    if !out.stdout.contains("SKIP xsave:") && !out.stdout.contains("SKIP xsavec64") {
+        expected.extend(["PASS xsavec64 header", "PASS xrstor64 compacted"]);
+    }
+    for name in expected {
+        assert!(lines.contains(&name), "{name} missing:\n{}", out.stdout);
+    }
+    assert_eq!(
+        lines.last().copied(),
+        Some(format!("sse64: {passed} of {passed} checks passed").as_str())
+    );
+    assert_eq!(out.status, Some(0), "{out:?}");
+
+    let json = std::fs::read_to_string(&timings).unwrap();
+    let emulated = &json[json.find("\"emulated\":{").expect("emulated key")..];
+    for key in ["\"cmpxchg16b\":3", "\"mulps\":", "\"int3\":1"] {
+        assert!(emulated.contains(key), "{key} not in {emulated}");
+    }
+}
