@@ -268,6 +268,9 @@ fn debian_bzimage_loads_with_a_correct_zero_page() {
     assert_eq!(entry(1), (0x9fc00, 0x60400, 2));
     assert_eq!(entry(2), (0x10_0000, MEM - 0x10_0000, 1));
     assert_eq!(entry(3), (0xc000_0000, 0x4000_0000, 2));
+    // acpi_rsdp_addr (boot_params offset 0x70) points at ukvm's RSDP.
+    assert_eq!(le64(&zp, 0x70), 0xe_0000, "acpi_rsdp_addr");
+    assert_eq!(read(&vm, 0xe_0000, 8), b"RSD PTR ");
     // The kernel's decompression room (init_size) is inside RAM and
     // reported as the image's extent.
     assert_eq!(boot.kernel_end, pref + u64::from(le32(&bz, 0x260)));
@@ -303,6 +306,8 @@ fn debian_vmlinux_boots_as_pvh_and_without_the_note_as_linux64() {
         "console=ttyS0 ukvm-loader-test"
     );
     assert_eq!(le32(&si, 48), 4, "memmap_entries");
+    assert_eq!(le64(&si, 32), 0xe_0000, "rsdp_paddr");
+    assert_eq!(read(&vm, 0xe_0000, 8), b"RSD PTR ");
     let map = read(&vm, le64(&si, 40), 4 * 24);
     assert_eq!(
         (le64(&map, 48), le64(&map, 56), le32(&map, 64)),
@@ -341,6 +346,38 @@ fn debian_vmlinux_boots_as_pvh_and_without_the_note_as_linux64() {
     assert_eq!(le32(&zp, 0x228), 0x8000);
     assert_eq!((le32(&zp, 0x218), le32(&zp, 0x21c)), (0, 0), "no initrd");
     assert_eq!(zp[0x1e8], 4);
+    assert_eq!(le64(&zp, 0x70), 0xe_0000, "acpi_rsdp_addr");
+}
+
+#[test]
+fn only_linux_style_kernels_get_acpi_tables() {
+    if !kvm_available() {
+        return;
+    }
+    let vm = VmConfig::new()
+        .kernel_path(guest("hello"))
+        .mem_mib(16)
+        .build()
+        .unwrap();
+    assert_eq!(read(&vm, 0xe_0000, 64), [0u8; 64], "Multiboot: no ACPI");
+    let vm = VmConfig::new()
+        .kernel_path(guest("linux64"))
+        .mem_mib(16)
+        .build()
+        .unwrap();
+    let rsdp = read(&vm, 0xe_0000, 36);
+    assert_eq!(&rsdp[..8], b"RSD PTR ");
+    assert_eq!(rsdp.iter().fold(0u8, |a, b| a.wrapping_add(*b)), 0);
+    // The MADT, through the XSDT: the IOAPIC is there.
+    let xsdt = read(&vm, le64(&rsdp, 24), 52);
+    let madt_at = le64(&xsdt, 44);
+    let madt = read(&vm, madt_at, 44);
+    assert_eq!(&madt[..4], b"APIC");
+    let madt = read(&vm, madt_at, le32(&madt, 4) as usize);
+    // The IOAPIC entry (type 1, length 12) at 0xFEC00000.
+    assert!(madt[44..]
+        .windows(12)
+        .any(|w| w[0] == 1 && w[1] == 12 && le32(w, 4) == 0xfec0_0000));
 }
 
 fn load_error(image: Vec<u8>) -> String {
