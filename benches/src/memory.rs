@@ -2,10 +2,9 @@
 //!
 //! The monitor runs under ptrace, every thread traced (QEMU exits from a
 //! vCPU thread), stopping at each system call. At the first `munmap` of a
-//! mapping at least as large as guest RAM (ukvm unmaps guest memory before
-//! it exits), or else at the first thread's exit stop (`PTRACE_O_TRACEEXIT`,
-//! while the address space still exists: QEMU leaves the unmapping to the
-//! kernel), we read `/proc/TID/status` (VmHWM: peak resident set) and
+//! writable mapping at least as large as guest RAM (a monitor that unmaps
+//! guest memory before it exits), or else at the first thread's exit stop
+//! (`PTRACE_O_TRACEEXIT`, while the address space still exists), we read `/proc/TID/status` (VmHWM: peak resident set) and
 //! `/proc/TID/smaps` (resident pages of the guest-RAM mappings: pages the
 //! loader, firmware and guest touched). These runs are separate from the
 //! timed ones, whose cost ptrace would change.
@@ -72,7 +71,7 @@ pub fn measure(mut cmd: Command, guest_bytes: u64) -> Result<Usage, String> {
         let event = status >> 16;
         let sig = libc::WSTOPSIG(status);
         let syscall = sig == libc::SIGTRAP | 0x80;
-        let unmaps_guest = syscall && unmaps_at_least(tid, guest_bytes);
+        let unmaps_guest = syscall && unmaps_guest_ram(tid, guest_bytes);
         if (event == libc::PTRACE_EVENT_EXIT || unmaps_guest) && usage.is_none() {
             usage = Some(read_usage(tid, guest_bytes)?);
         }
@@ -99,14 +98,28 @@ fn resume(tid: libc::pid_t, sig: i32) {
     unsafe { libc::ptrace(libc::PTRACE_SYSCALL, tid, 0, sig as libc::c_long) };
 }
 
-/// Whether `tid`, stopped at a system call, is calling `munmap` on at least
-/// `bytes` (true at the entry stop; the exit stop finds the mapping gone).
-fn unmaps_at_least(tid: libc::pid_t, bytes: u64) -> bool {
+/// Whether `tid`, stopped at a system call, is calling `munmap` on a
+/// readable and writable mapping of at least `bytes` that starts at the
+/// address unmapped: guest RAM (true at the entry stop; the exit stop finds
+/// it gone). glibc trims its 64 MiB malloc arena reservations with large
+/// munmaps too, but those are inaccessible (`---p`).
+fn unmaps_guest_ram(tid: libc::pid_t, bytes: u64) -> bool {
     // SAFETY: all-zero is a valid user_regs_struct (plain integers).
     let mut regs: libc::user_regs_struct = unsafe { std::mem::zeroed() };
     // SAFETY: `tid` is stopped under our trace; GETREGS fills `regs`.
     let rc = unsafe { libc::ptrace(libc::PTRACE_GETREGS, tid, 0, &mut regs) };
-    rc == 0 && regs.orig_rax == libc::SYS_munmap as u64 && regs.rsi >= bytes
+    if rc != 0 || regs.orig_rax != libc::SYS_munmap as u64 || regs.rsi < bytes {
+        return false;
+    }
+    let maps = std::fs::read_to_string(format!("/proc/{tid}/maps")).unwrap_or_default();
+    let start = format!("{:x}-", regs.rdi);
+    maps.lines().any(|l| {
+        l.starts_with(&start)
+            && l.split_whitespace()
+                .nth(1)
+                .is_some_and(|p| p.starts_with("rw"))
+            && mapping_size(l).is_some_and(|size| size >= bytes)
+    })
 }
 
 fn read_usage(tid: libc::pid_t, guest_bytes: u64) -> Result<Usage, String> {
