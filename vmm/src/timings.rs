@@ -197,7 +197,11 @@ fn push_counts<'a>(s: &mut String, counts: impl Iterator<Item = (&'a str, u64)>)
 /// equals wall time since creation. ukvm reads both clocks before doing any
 /// I/O that can block, so `now - cputime` is the creation time to within
 /// scheduling noise, with nanosecond resolution (`/proc/self/stat` has
-/// only 10 ms). Call this first thing in `main`.
+/// only 10 ms). Time spent runnable but not running, or blocked (a binary
+/// not in the page cache), is not CPU time, so the estimate can only be
+/// late: phases are lower bounds, exact on an idle machine with warm
+/// caches (the README's *Boot timings* shows the check against an outside
+/// measurement). Call this first thing in `main`.
 pub fn process_start() -> Instant {
     let now = Instant::now();
     let mut ts = libc::timespec {
