@@ -286,16 +286,23 @@ fn on_host(
     allow::check_enabled(class, st.sregs.cr0, st.sregs.cr4)?;
     let host_xcr0 =
         host::host_xcr0().ok_or(Fault::Unsupported("running SSE on a host without XSAVE"))?;
-    let xcr0 = st.cpu.xcr0().map_err(cpu_fault)?;
-    // x87 and SSE state always travel (they exist whatever XCR0 says); the
-    // other carried components (AVX, AVX-512) do when the guest enabled
-    // them, so XSAVE/XRSTOR see them and SSE code leaves them intact.
-    let mask = (LEGACY | xcr0) & CARRIED & host_xcr0;
     let mut kvm_xsave = st.cpu.xsave().map_err(cpu_fault)?;
     let mut area = [0u8; AREA];
     for (chunk, word) in area.chunks_exact_mut(4).zip(kvm_xsave.region.iter()) {
         chunk.copy_from_slice(&word.to_le_bytes());
     }
+    // The XSAVE family needs the guest's XCR0 (its requested-feature
+    // bitmap, and XSAVE/XRSTOR must see every enabled component). Other
+    // instructions only need the components not in their initial state
+    // (XSTATE_BV): legacy SSE leaves the rest alone, and an ioctl is saved.
+    let xcr0 = if class == Class::Xsave {
+        st.cpu.xcr0().map_err(cpu_fault)?
+    } else {
+        read_u64(&area, XSTATE_BV)
+    };
+    // x87 and SSE state always travel (they exist whatever XCR0 says); the
+    // other carried components (AVX, AVX-512) when selected above.
+    let mask = (LEGACY | xcr0) & CARRIED & host_xcr0;
     // Components the host does not load keep their XSTATE_BV bits, so
     // writing the area back to KVM does not reset them.
     let kept = read_u64(&area, XSTATE_BV) & !mask;

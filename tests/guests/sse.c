@@ -11,7 +11,7 @@
  *
  * Command line word `uncovered`: instead, run MASKMOVDQU (an SSE2 store
  * through an implicit [EDI] operand, which ukvm does not complete), to see
- * the monitor report it and stop.
+ * the monitor report it and stop. `bench=N`: a timing loop, see bench().
  *
  * Built with SSE enabled (only this file); the C code itself stays scalar
  * (-fno-tree-vectorize), all SSE is in the asm.
@@ -195,6 +195,25 @@ static void interrupt_tests(void)
     result("#GP on misaligned pxor", gp_count == 1 && gp_error == 0);
 }
 
+/* bench=N: signal ready (port 0x510), run N pxor (each completed by ukvm
+ * on hosts like PVM) or, with `movdqa`, N register moves (KVM's emulator
+ * does those itself: the baseline), then exit 0. The time from ready to
+ * exit in --timings, over N, is the cost per instruction. */
+static void bench(const char *cmdline)
+{
+    u32 n = 0;
+    parse_u32(cmdline_value(cmdline, "bench"), &n);
+    int baseline = cmdline_has(cmdline, "movdqa");
+    signal_ready();
+    if (baseline)
+        for (u32 i = 0; i < n; i++)
+            __asm__ volatile("movdqa %%xmm1, %%xmm0" : : : "xmm0");
+    else
+        for (u32 i = 0; i < n; i++)
+            __asm__ volatile("pxor %%xmm1, %%xmm0" : : : "xmm0");
+    exit_status(0);
+}
+
 static void uncovered(void)
 {
     static u8 buf[16] __attribute__((aligned(16)));
@@ -213,6 +232,8 @@ void guest_main(u32 magic, const struct mb_info *mbi)
     kprintf("ukvm sse test\n");
     if (cmdline_has(mb_cmdline(mbi), "uncovered"))
         uncovered();
+    if (cmdline_value(mb_cmdline(mbi), "bench"))
+        bench(mb_cmdline(mbi));
     u32 i = 0;
 #define RUN(name, text) run_case(#name, sse_case_##name, i++);
     SSE_CASES(RUN)
