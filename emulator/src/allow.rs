@@ -25,6 +25,9 @@ pub enum Class {
     Xsave,
     /// x87 control that never waits for pending exceptions (FNINIT, FLDCW...).
     X87Control,
+    /// Instructions on general registers that came with SSE4.2 (POPCNT,
+    /// CRC32): they run whatever CR0 and CR4 say about the FPU and SSE.
+    Integer,
 }
 
 /// Features whose legacy-encoded instructions only compute on registers and
@@ -84,6 +87,7 @@ pub fn classify(insn: &Instruction) -> Result<Class, String> {
         | M::Xrstors
         | M::Xrstors64 => Class::Xsave,
         M::Fninit | M::Fnclex | M::Fldcw | M::Fnstcw | M::Fnstsw => Class::X87Control,
+        M::Popcnt | M::Crc32 => Class::Integer,
         _ => {
             if insn.encoding() != EncodingKind::Legacy {
                 return Err("VEX/EVEX-encoded instructions are not covered".into());
@@ -125,6 +129,7 @@ pub fn check_enabled(class: Class, cr0: u64, cr4: u64) -> Result<(), Fault> {
         Class::Mmx if em => Err(Fault::Ud),
         Class::Xsave if cr4 & CR4_OSXSAVE == 0 => Err(Fault::Ud),
         Class::Fxsr | Class::X87Control if em || ts => Err(Fault::Nm),
+        Class::Integer => Ok(()),
         _ if ts => Err(Fault::Nm),
         _ => Ok(()),
     }

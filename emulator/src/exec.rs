@@ -286,7 +286,14 @@ fn on_host(
     allow::check_enabled(class, st.sregs.cr0, st.sregs.cr4)?;
     let host_xcr0 =
         host::host_xcr0().ok_or(Fault::Unsupported("running SSE on a host without XSAVE"))?;
-    let mut kvm_xsave = st.cpu.xsave().map_err(cpu_fault)?;
+    // POPCNT and CRC32 use no FPU/SSE state: the host runs them with its
+    // state initialised, and two ioctls are saved.
+    let fpu_state = class != Class::Integer;
+    let mut kvm_xsave = if fpu_state {
+        st.cpu.xsave().map_err(cpu_fault)?
+    } else {
+        kvm_bindings::kvm_xsave::default()
+    };
     let mut area = [0u8; AREA];
     for (chunk, word) in area.chunks_exact_mut(4).zip(kvm_xsave.region.iter()) {
         chunk.copy_from_slice(&word.to_le_bytes());
@@ -402,7 +409,9 @@ fn on_host(
             st.mmu.write(st.mem, op.linear, &bounce)?;
         }
     }
-    store_xsave(st, &mut kvm_xsave, &area, kept)?;
+    if fpu_state {
+        store_xsave(st, &mut kvm_xsave, &area, kept)?;
+    }
     set_gprs(&mut st.regs, &gprs);
     let modified = x86_flags(insn.rflags_modified());
     st.regs.rflags = (st.regs.rflags & !modified) | (host_flags & modified);

@@ -5,7 +5,8 @@
 //! KVM's instruction emulator, which lacks SSE arithmetic, MXCSR and
 //! FXSAVE/XSAVE, `cmpxchg16b` and `int3`. [`Emulator::complete`] decodes the
 //! instruction at RIP with `iced-x86`, and then:
-//! - SSE/SSE2/SSSE3/SSE4, MMX, MXCSR, FXSAVE/FXRSTOR, the XSAVE family
+//! - SSE/SSE2/SSSE3/SSE4 (with POPCNT and CRC32), MMX, MXCSR,
+//!   FXSAVE/FXRSTOR, the XSAVE family
 //!   (XSAVE, XSAVEOPT, XSAVEC, XRSTOR in standard and compacted format;
 //!   XSAVES/XRSTORS as XSAVEC/XRSTOR, without supervisor components) and x87
 //!   control instructions run on the host CPU with the guest's register

@@ -655,3 +655,37 @@ fn iret_returns_within_the_same_code_segment() {
     let err = run(&mut cpu, &mem, &[0xCF]).unwrap_err();
     assert!(err.to_string().contains("another code segment"), "{err}");
 }
+
+#[test]
+fn popcnt_and_crc32_run_without_sse_enabled_and_leave_the_fpu_state_alone() {
+    let mem = memory();
+    let mut cpu = cpu64(&mem);
+    // SSE off and TS set: neither matters to these two.
+    cpu.sregs.cr4 &= !CR4_OSFXSR;
+    cpu.sregs.cr0 |= 1 << 3;
+    cpu.set_xmm(0, [1, 2, 3, 4]);
+    let before = copy(&cpu.xsave);
+    cpu.regs.rdi = 0xF0F0_0000_0000_0001;
+    cpu.regs.rflags = 2 | 1; // CF set: POPCNT clears it
+    let done = run(&mut cpu, &mem, &[0xF3, 0x48, 0x0F, 0xB8, 0xC7]).unwrap(); // popcnt rax, rdi
+    assert_eq!(done.mnemonic, Mnemonic::Popcnt);
+    assert_eq!(done.event, None);
+    assert_eq!(cpu.regs.rax, 9);
+    assert_eq!(cpu.regs.rflags & 0x8D5, 0, "CF, PF, AF, ZF, SF, OF clear");
+    assert_eq!(cpu.regs.rip, 0x1005);
+    assert_eq!(cpu.xsave.region, before.region);
+    // A zero source sets ZF; a memory operand.
+    cpu.regs.rip = 0x1000;
+    cpu.regs.rsi = 0x3000;
+    mem.write_obj(0u64, GuestAddress(0x3000)).unwrap();
+    run(&mut cpu, &mem, &[0xF3, 0x48, 0x0F, 0xB8, 0x06]).unwrap(); // popcnt rax, [rsi]
+    assert_eq!(cpu.regs.rax, 0);
+    assert_ne!(cpu.regs.rflags & (1 << 6), 0);
+    // crc32 eax, byte [rsi]: one step of CRC-32C (reflected polynomial
+    // 0x82F63B78, no final inversion) over a zero byte, from all ones.
+    cpu.regs.rip = 0x1000;
+    cpu.regs.rax = 0xFFFF_FFFF;
+    run(&mut cpu, &mem, &[0xF2, 0x0F, 0x38, 0xF0, 0x06]).unwrap();
+    assert_eq!(cpu.regs.rax, 0xAD82_ACAE);
+    assert_eq!(cpu.xsave.region, before.region);
+}
