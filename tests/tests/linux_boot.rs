@@ -289,7 +289,8 @@ fn debian_kernel_boots_busybox_and_reads_an_iso_over_virtio_blk() {
     std::fs::write(&initrd, initramfs(&fixture)).unwrap();
     let iso = iso(&dir);
     let kernel = bzimage(&fixture).unwrap();
-    let cmdline = "console=ttyS0 reboot=k panic=-1 mitigations=off no_timer_check tsc=reliable";
+    let cmdline =
+        "console=ttyS0 earlyprintk=ttyS0 reboot=k panic=-1 mitigations=off no_timer_check tsc=reliable";
     let args: Vec<&OsStr> = vec![
         "--kernel".as_ref(),
         kernel.as_os_str(),
