@@ -2,8 +2,11 @@
 //! implementation on a KVM vCPU. Tests implement the trait on plain structs,
 //! so the executor runs without `/dev/kvm`.
 
-use kvm_bindings::{kvm_msr_entry, kvm_regs, kvm_sregs, kvm_xsave, Msrs};
-use kvm_ioctls::VcpuFd;
+use kvm_bindings::{
+    kvm_msr_entry, kvm_regs, kvm_sregs, kvm_xsave, Msrs, KVM_CAP_SYNC_REGS, KVM_SYNC_X86_REGS,
+    KVM_SYNC_X86_SREGS,
+};
+use kvm_ioctls::{SyncReg, VcpuFd, VmFd};
 
 /// IA32_XSS.
 const MSR_IA32_XSS: u32 = 0xDA0;
@@ -58,7 +61,46 @@ pub trait GuestCpu {
 }
 
 /// [`GuestCpu`] on a KVM vCPU.
-pub struct KvmCpu<'a>(pub &'a VcpuFd);
+///
+/// Every vCPU ioctl costs a vcpu_load/vcpu_put in the kernel, and on some
+/// hosts (PVM inside a VM) that means MSR accesses trapping to the outer
+/// hypervisor, tens of microseconds each. So where the exit's `kvm_run`
+/// carries the registers and special registers (`KVM_CAP_SYNC_REGS`, see
+/// [`enable_sync_regs`]), they are read there and written back there, to be
+/// loaded by the next `KVM_RUN`: a completion then needs no register
+/// ioctls at all.
+pub struct KvmCpu<'a> {
+    vcpu: &'a mut VcpuFd,
+    synced: bool,
+}
+
+/// The `kvm_run` register sets KvmCpu uses.
+const SYNCED: u64 = (KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS) as u64;
+
+impl<'a> KvmCpu<'a> {
+    /// Access to `vcpu`'s state at the exit it just took.
+    pub fn new(vcpu: &'a mut VcpuFd) -> KvmCpu<'a> {
+        // KVM fills the sync area at every exit for the sets marked valid
+        // (the marks persist from run to run).
+        let synced = vcpu.get_kvm_run().kvm_valid_regs & SYNCED == SYNCED;
+        KvmCpu { vcpu, synced }
+    }
+}
+
+/// Asks KVM to store the registers and special registers in `kvm_run` at
+/// every exit from now on, if `vm`'s KVM can. Returns whether it does.
+pub fn enable_sync_regs(vcpu: &mut VcpuFd, vm: &VmFd) -> bool {
+    if vcpu.get_kvm_run().kvm_valid_regs & SYNCED == SYNCED {
+        return true;
+    }
+    let supported = vm.check_extension_raw(libc::c_ulong::from(KVM_CAP_SYNC_REGS));
+    if supported < 0 || (supported as u64) & SYNCED != SYNCED {
+        return false;
+    }
+    vcpu.set_sync_valid_reg(SyncReg::Register);
+    vcpu.set_sync_valid_reg(SyncReg::SystemRegister);
+    true
+}
 
 fn op(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> CpuError {
     move |source| CpuError { op, source }
@@ -66,19 +108,30 @@ fn op(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> CpuError {
 
 impl GuestCpu for KvmCpu<'_> {
     fn regs(&mut self) -> Result<kvm_regs, CpuError> {
-        self.0.get_regs().map_err(op("KVM_GET_REGS"))
+        if self.synced {
+            return Ok(self.vcpu.sync_regs_mut().regs);
+        }
+        self.vcpu.get_regs().map_err(op("KVM_GET_REGS"))
     }
 
     fn set_regs(&mut self, regs: &kvm_regs) -> Result<(), CpuError> {
-        self.0.set_regs(regs).map_err(op("KVM_SET_REGS"))
+        if self.synced {
+            self.vcpu.sync_regs_mut().regs = *regs;
+            self.vcpu.set_sync_dirty_reg(SyncReg::Register);
+            return Ok(());
+        }
+        self.vcpu.set_regs(regs).map_err(op("KVM_SET_REGS"))
     }
 
     fn sregs(&mut self) -> Result<kvm_sregs, CpuError> {
-        self.0.get_sregs().map_err(op("KVM_GET_SREGS"))
+        if self.synced {
+            return Ok(self.vcpu.sync_regs_mut().sregs);
+        }
+        self.vcpu.get_sregs().map_err(op("KVM_GET_SREGS"))
     }
 
     fn xsave(&mut self) -> Result<kvm_xsave, CpuError> {
-        self.0.get_xsave().map_err(op("KVM_GET_XSAVE"))
+        self.vcpu.get_xsave().map_err(op("KVM_GET_XSAVE"))
     }
 
     fn set_xsave(&mut self, xsave: &kvm_xsave) -> Result<(), CpuError> {
@@ -86,11 +139,11 @@ impl GuestCpu for KvmCpu<'_> {
         // flexible array in use); the kernel reads only that much for
         // KVM_SET_XSAVE, and its header was produced by the host CPU's
         // XSAVE, so every feature it names fits in the region.
-        unsafe { self.0.set_xsave(xsave) }.map_err(op("KVM_SET_XSAVE"))
+        unsafe { self.vcpu.set_xsave(xsave) }.map_err(op("KVM_SET_XSAVE"))
     }
 
     fn xcr0(&mut self) -> Result<u64, CpuError> {
-        let xcrs = self.0.get_xcrs().map_err(op("KVM_GET_XCRS"))?;
+        let xcrs = self.vcpu.get_xcrs().map_err(op("KVM_GET_XCRS"))?;
         let n = (xcrs.nr_xcrs as usize).min(xcrs.xcrs.len());
         Ok(xcrs.xcrs[..n]
             .iter()
@@ -107,7 +160,7 @@ impl GuestCpu for KvmCpu<'_> {
         }]) else {
             return Ok(0);
         };
-        match self.0.get_msrs(&mut msrs) {
+        match self.vcpu.get_msrs(&mut msrs) {
             Ok(1) => Ok(msrs.as_slice()[0].data),
             _ => Ok(0),
         }
@@ -115,7 +168,7 @@ impl GuestCpu for KvmCpu<'_> {
 
     fn inject(&mut self, event: Event) -> Result<(), CpuError> {
         let mut events = self
-            .0
+            .vcpu
             .get_vcpu_events()
             .map_err(op("KVM_GET_VCPU_EVENTS"))?;
         match event {
@@ -127,7 +180,7 @@ impl GuestCpu for KvmCpu<'_> {
                 if let Some(cr2) = cr2 {
                     let mut sregs = self.sregs()?;
                     sregs.cr2 = cr2;
-                    self.0.set_sregs(&sregs).map_err(op("KVM_SET_SREGS"))?;
+                    self.vcpu.set_sregs(&sregs).map_err(op("KVM_SET_SREGS"))?;
                 }
                 events.exception.injected = 1;
                 events.exception.pending = 0;
@@ -145,7 +198,7 @@ impl GuestCpu for KvmCpu<'_> {
                 events.interrupt.soft = 0;
             }
         }
-        self.0
+        self.vcpu
             .set_vcpu_events(&events)
             .map_err(op("KVM_SET_VCPU_EVENTS"))
     }

@@ -36,7 +36,7 @@ mod xsave;
 mod xsave_tests;
 mod xstate;
 
-pub use cpu::{CpuError, Event, GuestCpu, KvmCpu};
+pub use cpu::{enable_sync_regs, CpuError, Event, GuestCpu, KvmCpu};
 pub use paging::Mmu;
 
 use iced_x86::{Decoder, DecoderOptions, Instruction, Mnemonic};

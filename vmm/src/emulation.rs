@@ -6,7 +6,7 @@ use crate::error::CrashKind;
 use kvm_bindings::{
     KVM_INTERNAL_ERROR_EMULATION, KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES,
 };
-use kvm_ioctls::VcpuFd;
+use kvm_ioctls::{VcpuFd, VmFd};
 use ukvm_emulator::{Emulator, KvmCpu};
 use vm_memory::GuestMemoryMmap;
 
@@ -21,14 +21,27 @@ pub(crate) enum Outcome {
 /// Handles one `KVM_EXIT_INTERNAL_ERROR`: for an emulation failure the
 /// instruction is completed by `emulator`; any other suberror (and an
 /// instruction that cannot be completed) stops the guest.
-pub(crate) fn handle(emulator: &mut Emulator, vcpu: &mut VcpuFd, mem: &GuestMemoryMmap) -> Outcome {
+///
+/// From the first completion on, KVM is asked to hand over the registers
+/// in `kvm_run` at every exit: a guest that needs completions tends to need
+/// many, and each register ioctl saved matters on the hosts that need them.
+pub(crate) fn handle(
+    emulator: &mut Emulator,
+    vcpu: &mut VcpuFd,
+    vm: &VmFd,
+    mem: &GuestMemoryMmap,
+) -> Outcome {
     let Some(bytes) = emulation_failure(vcpu) else {
         // Vm::crash reads the suberror itself.
         return Outcome::Stop(CrashKind::InternalError(0));
     };
     let kvm_bytes = (!bytes.is_empty()).then_some(bytes.as_slice());
-    match emulator.complete(&mut KvmCpu(vcpu), mem, kvm_bytes) {
-        Ok(_) => Outcome::Resume,
+    let result = emulator.complete(&mut KvmCpu::new(vcpu), mem, kvm_bytes);
+    match result {
+        Ok(_) => {
+            ukvm_emulator::enable_sync_regs(vcpu, vm);
+            Outcome::Resume
+        }
         Err(ukvm_emulator::Error::Uncompletable(diagnosis)) => {
             Outcome::Stop(CrashKind::Uncompletable(diagnosis.to_string()))
         }

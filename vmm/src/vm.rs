@@ -324,7 +324,7 @@ impl Vm {
             }
             VcpuExit::InternalError => {
                 t.exits[6] += 1;
-                match emulation::handle(&mut self.emulator, &mut self.vcpu, &self.mem) {
+                match emulation::handle(&mut self.emulator, &mut self.vcpu, &self.vm, &self.mem) {
                     emulation::Outcome::Resume => Step::Continue,
                     emulation::Outcome::Stop(kind) => Step::Crash(kind),
                 }
