@@ -196,16 +196,22 @@ static void interrupt_tests(void)
 }
 
 /* bench=N: signal ready (port 0x510), run N pxor (each completed by ukvm
- * on hosts like PVM) or, with `movdqa`, N register moves (KVM's emulator
- * does those itself: the baseline), then exit 0. The time from ready to
- * exit in --timings, over N, is the cost per instruction. */
+ * on hosts like PVM, with the SSE state round trip), with `popcnt` N
+ * popcnt (completed without it) or, with `movdqa`, N register moves (KVM's
+ * emulator does those itself: the baseline), then exit 0. The time from
+ * ready to exit in --timings, over N, is the cost per instruction. */
 static void bench(const char *cmdline)
 {
     u32 n = 0;
     parse_u32(cmdline_value(cmdline, "bench"), &n);
     int baseline = cmdline_has(cmdline, "movdqa");
+    int popcnt = cmdline_has(cmdline, "popcnt");
+    u32 x = 0x1234;
     signal_ready();
-    if (baseline)
+    if (popcnt)
+        for (u32 i = 0; i < n; i++)
+            __asm__ volatile("popcnt %0, %0" : "+r"(x) : : "cc");
+    else if (baseline)
         for (u32 i = 0; i < n; i++)
             __asm__ volatile("movdqa %%xmm1, %%xmm0" : : : "xmm0");
     else
