@@ -41,7 +41,8 @@ if ! command -v cargo >/dev/null && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
     sh -s -- -y --profile minimal -c rustfmt,clippy
 fi
 
-# Real-kernel fixtures (Debian's Linux kernel) for the loader tests.
-if [ -x "$(dirname "$0")/../tests/fixtures/fetch-linux.sh" ]; then
+# Real-kernel fixtures (Debian's Linux kernel) for the loader tests; only
+# the test command needs them (`setup.sh --fixtures`).
+if [ "${1:-}" = "--fixtures" ]; then
   "$(dirname "$0")/../tests/fixtures/fetch-linux.sh"
 fi

@@ -4,7 +4,7 @@
 # them under ukvm; needs /dev/kvm and root for the network tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --fixtures
 export PATH="$HOME/.cargo/bin:$PATH"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
