@@ -23,7 +23,8 @@ pub enum Class {
     Fxsr,
     /// The XSAVE family: XSAVE, XSAVEOPT, XSAVEC, XSAVES, XRSTOR, XRSTORS.
     Xsave,
-    /// x87 control that never waits for pending exceptions (FNINIT, FLDCW...).
+    /// x87 control that never waits for pending exceptions (FNINIT, FLDCW...;
+    /// the waiting forms decode as FWAIT first).
     X87Control,
     /// Instructions on general registers that came with SSE4.2 (POPCNT,
     /// CRC32): they run whatever CR0 and CR4 say about the FPU and SSE.

@@ -132,8 +132,42 @@ pub fn execute(
             Ok(Some(Event::SoftInterrupt(insn.immediate8())))
         }
         Code::Cmpxchg16b_m128 => cmpxchg16b(st, insn).map(|()| None),
+        Code::Wait => fwait(st, insn).map(|()| None),
         Code::Iretw | Code::Iretd | Code::Iretq => iret(st, insn).map(|()| None),
         _ => on_host(st, host, insn).map(|()| None),
+    }
+}
+
+/// FSW.ES: an unmasked x87 exception is pending.
+const FSW_ES: u16 = 1 << 7;
+
+/// FWAIT (the x87 synchronisation point, also the first byte of the
+/// waiting forms FSTSW, FINIT...): #NM when CR0.MP and CR0.TS are both set,
+/// #MF when an unmasked x87 exception is pending, else nothing happens
+/// but RIP moving on. Done in software: on the host, a pending exception
+/// would be the monitor's SIGFPE.
+fn fwait(st: &mut State<'_>, insn: &Instruction) -> Result<(), Fault> {
+    const CR0_MP: u64 = 1 << 1;
+    const CR0_TS: u64 = 1 << 3;
+    if st.sregs.cr0 & (CR0_MP | CR0_TS) == CR0_MP | CR0_TS {
+        return Err(Fault::Nm);
+    }
+    let xsave = st.cpu.xsave().map_err(cpu_fault)?;
+    let fsw = (xsave.region[0] >> 16) as u16;
+    if fsw & FSW_ES != 0 {
+        return Err(x87_pending(st.sregs.cr0));
+    }
+    st.retire(insn)
+}
+
+/// The fault for a pending x87 exception: #MF with native reporting
+/// (CR0.NE); the legacy FERR# interrupt path is not covered.
+fn x87_pending(cr0: u64) -> Fault {
+    const CR0_NE: u64 = 1 << 5;
+    if cr0 & CR0_NE != 0 {
+        Fault::Mf
+    } else {
+        Fault::Unsupported("a pending x87 exception with CR0.NE clear (FERR#)")
     }
 }
 
@@ -315,9 +349,9 @@ fn on_host(
     let kept = read_u64(&area, XSTATE_BV) & !mask;
     sanitise_header(&mut area, mask);
     let guest_mxcsr = read_u32(&area, MXCSR);
-    if class == Class::Mmx && read_u16(&area, 2) & 0x80 != 0 {
+    if class == Class::Mmx && read_u16(&area, 2) & FSW_ES != 0 {
         // A pending unmasked x87 exception makes MMX instructions raise #MF.
-        return Err(Fault::Unsupported("MMX with a pending x87 exception (#MF)"));
+        return Err(x87_pending(st.sregs.cr0));
     }
 
     let operand = memory_operand(st, insn, class, xcr0, mask)?;

@@ -66,6 +66,8 @@ pub enum Fault {
     Nm,
     /// #XM (unmasked SIMD floating-point exception).
     Xm,
+    /// #MF (pending unmasked x87 exception, reported natively: CR0.NE).
+    Mf,
     /// A guest-physical address outside guest memory.
     OutsideMemory(u64),
     /// Something this executor does not cover.
@@ -83,6 +85,7 @@ impl Fault {
             Fault::Ud => (6, None, None),
             Fault::Nm => (7, None, None),
             Fault::Xm => (19, None, None),
+            Fault::Mf => (16, None, None),
             _ => return None,
         };
         Some(Event::Exception {

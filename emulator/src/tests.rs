@@ -689,3 +689,59 @@ fn popcnt_and_crc32_run_without_sse_enabled_and_leave_the_fpu_state_alone() {
     assert_eq!(cpu.regs.rax, 0xAD82_ACAE);
     assert_eq!(cpu.xsave.region, before.region);
 }
+
+#[test]
+fn fwait_is_a_no_op_unless_ts_or_an_x87_exception_is_pending() {
+    let mem = memory();
+    let mut cpu = cpu64(&mem);
+    cpu.sregs.cr0 |= 1 << 5; // NE
+    let done = run(&mut cpu, &mem, &[0x9B]).unwrap(); // wait
+    assert_eq!(done.mnemonic, Mnemonic::Wait);
+    assert_eq!(done.event, None);
+    assert_eq!(cpu.regs.rip, 0x1001);
+    // CR0.MP and TS: #NM, RIP stays.
+    cpu.regs.rip = 0x1000;
+    cpu.sregs.cr0 |= 1 << 3;
+    let done = run(&mut cpu, &mem, &[0x9B]).unwrap();
+    assert!(matches!(
+        done.event,
+        Some(Event::Exception { vector: 7, .. })
+    ));
+    assert_eq!(cpu.regs.rip, 0x1000);
+    // A pending unmasked x87 exception (FSW.ES): #MF.
+    cpu.sregs.cr0 &= !(1 << 3);
+    cpu.xsave.region[0] = 0x037F | (0x80 << 16);
+    let done = run(&mut cpu, &mem, &[0x9B]).unwrap();
+    assert!(matches!(
+        done.event,
+        Some(Event::Exception { vector: 16, .. })
+    ));
+    assert_eq!(cpu.regs.rip, 0x1000);
+    // ...reported through FERR# (CR0.NE clear): not covered.
+    cpu.sregs.cr0 &= !(1 << 5);
+    assert!(run(&mut cpu, &mem, &[0x9B]).is_err());
+}
+
+#[test]
+fn waiting_x87_forms_start_with_an_fwait_of_their_own() {
+    let mem = memory();
+    let mut cpu = cpu32();
+    cpu.sregs.cr0 |= 1 << 5; // NE
+                             // fstsw ax is FWAIT + FNSTSW AX: the first instruction is the FWAIT,
+                             // so a pending exception is raised before FNSTSW ever runs.
+    let done = run(&mut cpu, &mem, &[0x9B, 0xDF, 0xE0]).unwrap();
+    assert_eq!(done.mnemonic, Mnemonic::Wait);
+    assert_eq!(cpu.regs.rip, 0x1001);
+    cpu.regs.rip = 0x1000;
+    cpu.xsave.region[0] = 0x0370 | (0x8081 << 16); // IM unmasked, IE+ES+B set
+    let done = run(&mut cpu, &mem, &[0x9B, 0xDB, 0xE3]).unwrap(); // finit
+    assert!(matches!(
+        done.event,
+        Some(Event::Exception { vector: 16, .. })
+    ));
+    // FNINIT does not wait: it clears the exception.
+    let done = run(&mut cpu, &mem, &[0xDB, 0xE3]).unwrap();
+    assert_eq!(done.event, None);
+    assert_eq!(cpu.xsave.region[0] & 0xFFFF, 0x037F);
+    assert_eq!(cpu.xsave.region[0] >> 16, 0);
+}

@@ -7,7 +7,7 @@
  * is compared with the result the build host computed natively for the
  * same asm (sse64_cases.h, sse64_expect.c): RIP-relative SSE memory
  * operands (loads, a store, REX registers), 64-bit general-register
- * operands, POPCNT and CRC32, cmpxchg16b hit and miss. Then FXSAVE64/FXRSTOR64 and the
+ * operands, POPCNT and CRC32, FWAIT, cmpxchg16b hit and miss. Then FXSAVE64/FXRSTOR64 and the
  * XSAVE family in 64-bit form (XSAVE64/XRSTOR64, XSAVEC64 and XRSTOR64 of
  * the compacted area as Linux uses them, XSAVES64/XRSTORS64, when the CPU
  * offers them), int3 and int $0x40 through a 64-bit IDT, and #GP for a

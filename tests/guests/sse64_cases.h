@@ -54,6 +54,7 @@ static const unsigned int sse64_mx_default __attribute__((used)) = 0x1f80u;
     X(pmovmskb_r64, "pmovmskb %%xmm1, %%r9") \
     X(crc32q, "crc32q %%r9, %%r8") \
     X(popcnt, "popcnt %%r8, %%r9") \
+    X(fwait, "fninit\n\tfwait\n\tfnstsw %%ax\n\tmovzwq %%ax, %%r9") \
     X(cmpxchg16b_hit, "movq %[m], %%rax\n\tmovq 8+%[m], %%rdx\n\t" \
                       "movq %%r8, %%rbx\n\tmovq %%r9, %%rcx\n\t" \
                       "lock cmpxchg16b %[m]\n\tsetz %%r8b\n\tmovq %%rdx, %%r9") \

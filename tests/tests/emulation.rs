@@ -93,6 +93,7 @@ fn sse64_guest_passes_every_case_in_long_mode() {
         "PASS pextrq_to_rip",
         "PASS cvtsi2sdq",
         "PASS popcnt",
+        "PASS fwait",
         "PASS cmpxchg16b_hit",
         "PASS cmpxchg16b_miss",
         "PASS cmpxchg16b_rip",
