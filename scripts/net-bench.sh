@@ -12,6 +12,7 @@
 #   UKVM=PATH     the ukvm binary (default target/release/ukvm)
 #   UKVM_B=CMD    a second ukvm to compare (A/B), e.g. another build or
 #                 "env VAR=1 target/release/ukvm"; column "ukvm-b"
+#   UKVM_C=CMD    a third one, column "ukvm-c"
 #   QEMU=0        leave QEMU out
 #   GUEST_ARGS=.. extra guest command-line words (e.g. "mrg")
 #
@@ -26,6 +27,7 @@ UKVM=${UKVM:-target/release/ukvm}
 [ -x "$UKVM" ] || cargo build -q --release -p ukvm
 REPS=${REPS:-3}
 UKVM_B=${UKVM_B:-}
+UKVM_C=${UKVM_C:-}
 QEMU=${QEMU:-1}
 GUEST_ARGS=${GUEST_ARGS:-}
 NS=ukvm-bench-$$
@@ -144,7 +146,7 @@ run_ukvm() {
 run_qemu() {
     : > "$OUT/qemu.out"
     ip netns exec "$NS" qemu-system-x86_64 -enable-kvm -M pc -m 64 -display none -no-reboot -name bench,debug-threads=on \
-        -serial "file:$OUT/qemu.out" -kernel "$GUEST" -append "ip=10.9.0.2 $GUEST_ARGS" \
+        -serial "file:$OUT/qemu.out" -kernel "$GUEST" -append "ip=10.9.0.2 noiret $GUEST_ARGS" \
         -device virtio-net-pci,netdev=n0,disable-modern=on,romfile= \
         -netdev tap,id=n0,ifname="$TAP",script=no,downscript=no 2>/dev/null &
     VMPID=$!
@@ -153,13 +155,24 @@ run_qemu() {
     kill "$VMPID"; wait "$VMPID" 2>/dev/null || true; VMPID=
 }
 
+# Each round starts with a different monitor, so none always runs first.
+set -- ukvm
+[ -z "$UKVM_B" ] || set -- "$@" ukvm-b
+[ -z "$UKVM_C" ] || set -- "$@" ukvm-c
+[ "$QEMU" = 0 ] || set -- "$@" qemu
 r=1
 while [ "$r" -le "$REPS" ]; do
     echo "# round $r"
-    run_ukvm ukvm "$UKVM"
-    # shellcheck disable=SC2086
-    [ -z "$UKVM_B" ] || run_ukvm ukvm-b $UKVM_B
-    [ "$QEMU" = 0 ] || run_qemu
+    for m in "$@"; do
+        # shellcheck disable=SC2086
+        case $m in
+            ukvm) run_ukvm ukvm "$UKVM" ;;
+            ukvm-b) run_ukvm ukvm-b $UKVM_B ;;
+            ukvm-c) run_ukvm ukvm-c $UKVM_C ;;
+            qemu) run_qemu ;;
+        esac
+    done
+    first=$1; shift; set -- "$@" "$first"
     r=$((r + 1))
 done
 python3 "$OUT/median.py" "$OUT/data" "$REPS"
