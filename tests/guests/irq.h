@@ -10,6 +10,10 @@
 
 typedef void (*irq_handler)(void *arg);
 
+/* Non-zero: handlers return with popfl; sti; ret instead of iret (for
+ * monitors that cannot complete iret at CPL 0 on this machine). */
+extern u8 irq_return_popf;
+
 /* Loads the IDT and remaps the PICs with every line masked. */
 void irq_init(void);
 /* Calls handler(arg) on each interrupt of ISA line `irq` and unmasks it. */

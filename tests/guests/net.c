@@ -5,6 +5,12 @@
  * Command line: ip=A.B.C.D[,E.F.G.H]  one address per NIC, in PCI order
  *               mrg                   accept VIRTIO_NET_F_MRG_RXBUF
  *                                     (12-byte header instead of 10)
+ *               modern                drive every NIC through the virtio
+ *                                     1.x interface (memory BAR, VERSION_1,
+ *                                     12-byte header) instead of legacy
+ *               noiret                return from interrupts without iret
+ *                                     (QEMU on a machine whose KVM cannot
+ *                                     emulate it; see irq.c)
  *
  * Answers ARP requests for its address, ICMP echo requests, and echoes UDP
  * datagrams back to their sender. Receive is interrupt driven through the
@@ -29,9 +35,12 @@
 #define F_MAC       (1u << 5)
 #define F_MRG_RXBUF (1u << 15)
 #define F_STATUS    (1u << 16)
+#define F_VERSION_1 (1ull << 32)
 
 struct nic {
     struct pci_virtio pci;
+    struct virtio_modern m;     /* modern interface, when used */
+    int modern;
     struct virtq rx, tx;
     u8 mac[6];
     u8 ip[4];
@@ -175,15 +184,16 @@ static void service(struct nic *n)
 static void on_irq(void *arg)
 {
     struct nic *n = arg;
-    inb(n->pci.io_base + VIRTIO_ISR);   /* acknowledges, lowers INTx */
+    /* Reading the ISR acknowledges and lowers INTx. */
+    if (n->modern)
+        (void)*n->m.isr;
+    else
+        inb(n->pci.io_base + VIRTIO_ISR);
 }
 
-static int nic_setup(struct nic *n, int index, int mrg)
+/* Legacy setup: features, config and queues through I/O BAR0. */
+static int legacy_setup(struct nic *n, int mrg, u16 *status, u16 *mtu)
 {
-    if (!pci_find_virtio(VIRTIO_ID_NET, index, &n->pci)) {
-        kprintf("net%d: no virtio-net device\n", index);
-        return 0;
-    }
     u16 io = n->pci.io_base;
     u32 host = virtio_begin(io);
     u32 want = F_MAC | F_MTU | F_STATUS | (mrg ? F_MRG_RXBUF : 0);
@@ -192,10 +202,43 @@ static int nic_setup(struct nic *n, int index, int mrg)
     n->hdr_len = (feat & F_MRG_RXBUF) ? 12 : 10;
     for (int i = 0; i < 6; i++)
         n->mac[i] = inb(io + VIRTIO_CONFIG + i);
-    u16 status = (feat & F_STATUS) ? inw_p(io + VIRTIO_CONFIG + 6) : 1;
-    u16 mtu = (feat & F_MTU) ? inw_p(io + VIRTIO_CONFIG + 10) : 1500;
-    if (!virtq_init(&n->rx, io, 0) || !virtq_init(&n->tx, io, 1)) {
-        kprintf("net%d: bad queue size\n", index);
+    *status = (feat & F_STATUS) ? inw_p(io + VIRTIO_CONFIG + 6) : 1;
+    *mtu = (feat & F_MTU) ? inw_p(io + VIRTIO_CONFIG + 10) : 1500;
+    return virtq_init(&n->rx, io, 0) && virtq_init(&n->tx, io, 1);
+}
+
+/* Modern setup: VERSION_1 (the header is 12 bytes whether or not
+ * MRG_RXBUF is taken), config and queues through the memory BAR. */
+static int modern_setup(struct nic *n, int mrg, u16 *status, u16 *mtu)
+{
+    n->modern = 1;
+    if (!virtio_modern_find(n->pci.slot, &n->m))
+        return 0;
+    u64 host = virtio_modern_begin(&n->m);
+    u64 want = F_VERSION_1 | F_MAC | F_MTU | F_STATUS | (mrg ? F_MRG_RXBUF : 0);
+    u64 feat = host & want;
+    if (!(feat & F_VERSION_1) || !virtio_modern_features(&n->m, feat))
+        return 0;
+    n->hdr_len = 12;
+    volatile u8 *cfg = n->m.device;
+    for (int i = 0; i < 6; i++)
+        n->mac[i] = cfg[i];
+    *status = (feat & F_STATUS) ? *(volatile u16 *)(cfg + 6) : 1;
+    *mtu = (feat & F_MTU) ? *(volatile u16 *)(cfg + 10) : 1500;
+    return virtq_init_modern(&n->rx, &n->m, 0) && virtq_init_modern(&n->tx, &n->m, 1);
+}
+
+static int nic_setup(struct nic *n, int index, int mrg, int modern)
+{
+    if (!pci_find_virtio(VIRTIO_ID_NET, index, &n->pci)) {
+        kprintf("net%d: no virtio-net device\n", index);
+        return 0;
+    }
+    u16 io = n->pci.io_base;
+    u16 status, mtu;
+    int ok = modern ? modern_setup(n, mrg, &status, &mtu) : legacy_setup(n, mrg, &status, &mtu);
+    if (!ok) {
+        kprintf("net%d: %s setup failed\n", index, modern ? "modern" : "legacy");
         outb(io + VIRTIO_STATUS, VIRTIO_S_FAILED);
         return 0;
     }
@@ -206,13 +249,17 @@ static int nic_setup(struct nic *n, int index, int mrg)
         virtq_push(&n->rx, i);
     }
     irq_register(n->pci.irq, on_irq, n);
-    virtio_ready(io);
+    if (modern)
+        virtio_modern_ready(&n->m);
+    else
+        virtio_ready(io);
     virtq_kick(&n->rx);
     kprintf("net%d: slot %u io %x irq %u mac %02x:%02x:%02x:%02x:%02x:%02x "
-            "mtu %u hdr %u link %s ip %u.%u.%u.%u\n",
+            "mtu %u hdr %u link %s ip %u.%u.%u.%u%s\n",
             index, n->pci.slot, io, n->pci.irq, n->mac[0], n->mac[1],
             n->mac[2], n->mac[3], n->mac[4], n->mac[5], mtu, n->hdr_len,
-            (status & 1) ? "up" : "down", n->ip[0], n->ip[1], n->ip[2], n->ip[3]);
+            (status & 1) ? "up" : "down", n->ip[0], n->ip[1], n->ip[2], n->ip[3],
+            modern ? " modern" : "");
     return 1;
 }
 
@@ -237,10 +284,12 @@ void guest_main(u32 magic, struct mb_info *mbi)
         kprintf("usage: ip=A.B.C.D[,A.B.C.D]\n");
         exit_status(2);
     }
+    irq_return_popf = (u8)cmdline_has(cmdline, "noiret");
     irq_init();
     int mrg = cmdline_has(cmdline, "mrg");
+    int modern = cmdline_has(cmdline, "modern");
     for (int i = 0; i < nic_count; i++)
-        if (!nic_setup(&nics[i], i, mrg))
+        if (!nic_setup(&nics[i], i, mrg, modern))
             exit_status(5);
     kprintf("ready\n");
     signal_ready();

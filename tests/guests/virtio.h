@@ -45,6 +45,7 @@ struct vring_used_elem {
 struct virtq {
     u16 io_base;
     u16 index;
+    volatile u16 *notify;   /* modern: MMIO notify address; 0: legacy port */
     u16 size;
     u16 last_used;          /* next used entry to look at */
     struct vring_desc *desc;
@@ -82,6 +83,28 @@ void virtio_set_features(u16 io_base, u32 features);
 int virtq_init(struct virtq *q, u16 io_base, u16 index);
 /* DRIVER_OK. */
 void virtio_ready(u16 io_base);
+
+/*
+ * The virtio 1.x (modern) interface through the capabilities in the memory
+ * BAR. The split rings keep the legacy layout (rings in q->mem), their
+ * addresses written to the common configuration instead of a PFN.
+ */
+struct virtio_modern {
+    volatile u8 *common, *notify, *isr, *device;
+    u32 notify_mult;
+};
+
+/* Finds the capabilities of the function in `slot` and enables memory
+ * decoding. 0 when one is missing. */
+int virtio_modern_find(u8 slot, struct virtio_modern *m);
+/* Reset, ACKNOWLEDGE | DRIVER; returns the 64 device feature bits. */
+u64 virtio_modern_begin(struct virtio_modern *m);
+/* Writes the accepted features and sets FEATURES_OK; 0 if refused. */
+int virtio_modern_features(struct virtio_modern *m, u64 features);
+/* Sets up queue `index` at the device's size; 0 if it won't fit. */
+int virtq_init_modern(struct virtq *q, struct virtio_modern *m, u16 index);
+/* DRIVER_OK. */
+void virtio_modern_ready(struct virtio_modern *m);
 
 /* Makes descriptor `d` available (the caller filled q->desc[d]). */
 void virtq_push(struct virtq *q, u16 d);
