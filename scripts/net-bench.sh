@@ -13,6 +13,8 @@
 #   UKVM_B=CMD    a second ukvm to compare (A/B), e.g. another build or
 #                 "env VAR=1 target/release/ukvm"; column "ukvm-b"
 #   UKVM_C=CMD    a third one, column "ukvm-c"
+#   ARGS_B=.., ARGS_C=..  guest command-line words for those columns only
+#                 (e.g. ARGS_B=noiret with UKVM_B=target/release/ukvm)
 #   QEMU=0        leave QEMU out
 #   GUEST_ARGS=.. extra guest command-line words (e.g. "mrg")
 #
@@ -30,6 +32,8 @@ UKVM_B=${UKVM_B:-}
 UKVM_C=${UKVM_C:-}
 QEMU=${QEMU:-1}
 GUEST_ARGS=${GUEST_ARGS:-}
+ARGS_B=${ARGS_B:-}
+ARGS_C=${ARGS_C:-}
 NS=ukvm-bench-$$
 TAP=ukb$$
 OUT=$(mktemp -d)
@@ -131,11 +135,12 @@ wait_ready() {
     done
 }
 
-# run_ukvm NAME CMD...: boots the guest under CMD, measures, stops it.
+# run_ukvm NAME GUEST_WORDS CMD...: boots the guest under CMD, measures,
+# stops it.
 run_ukvm() {
-    name=$1; shift
+    name=$1 words=$2; shift 2
     # shellcheck disable=SC2086
-    ip netns exec "$NS" "$@" --kernel "$GUEST" --cmdline "ip=10.9.0.2 $GUEST_ARGS" --net "$TAP" >"$OUT/$name.out" 2>&1 &
+    ip netns exec "$NS" "$@" --kernel "$GUEST" --cmdline "ip=10.9.0.2 $GUEST_ARGS $words" --net "$TAP" >"$OUT/$name.out" 2>&1 &
     VMPID=$!
     wait_ready "$OUT/$name.out"
     eval "last=\${$#}"
@@ -166,9 +171,9 @@ while [ "$r" -le "$REPS" ]; do
     for m in "$@"; do
         # shellcheck disable=SC2086
         case $m in
-            ukvm) run_ukvm ukvm "$UKVM" ;;
-            ukvm-b) run_ukvm ukvm-b $UKVM_B ;;
-            ukvm-c) run_ukvm ukvm-c $UKVM_C ;;
+            ukvm) run_ukvm ukvm "" "$UKVM" ;;
+            ukvm-b) run_ukvm ukvm-b "$ARGS_B" $UKVM_B ;;
+            ukvm-c) run_ukvm ukvm-c "$ARGS_C" $UKVM_C ;;
             qemu) run_qemu ;;
         esac
     done
