@@ -8,7 +8,9 @@
  * vmlinux (linux64.bin) and as a bzImage (linux64-bz.bin).
  *
  * The command line says what to expect: "mem_mib=N" and, with an initrd,
- * "initrd_len=N"; the initrd must start with "UKVM-INITRD".
+ * "initrd_len=N"; the initrd must start with "UKVM-INITRD". With
+ * "poweroff" it ends by entering ACPI S5 (SLP_TYP 5 | SLP_EN to PM1a_CNT,
+ * as Linux's poweroff does) instead of writing port 0x511.
  */
 #include "common.h"
 
@@ -21,6 +23,7 @@ struct entry64 {
 extern struct entry64 entry64;
 
 /* boot_params offsets (Documentation/arch/x86/zero-page.rst, boot.rst). */
+#define ZP_ACPI_RSDP_ADDR    0x070
 #define ZP_EXT_RAMDISK_IMAGE 0x0c0
 #define ZP_E820_ENTRIES      0x1e8
 #define ZP_BOOT_FLAG         0x1fe
@@ -92,6 +95,30 @@ static void check_initrd(const u8 *zp, const char *cmdline, u32 mem_bytes)
           "does not start with UKVM-INITRD", addr);
 }
 
+/* ACPI: ukvm's PM1a control register, S5 and SLP_EN. */
+#define PM1A_CNT   0x604
+#define SLP_TYP_S5 (5 << 10)
+#define SLP_EN     (1 << 13)
+
+static void check_acpi(const u8 *zp)
+{
+    u64 rsdp = *(const u64 *)(zp + ZP_ACPI_RSDP_ADDR);
+    check(rsdp == 0xe0000, "acpi-rsdp-addr", "acpi_rsdp_addr", rsdp);
+    if (rsdp != 0xe0000)
+        return;
+    const u8 *r = (const u8 *)(uptr)rsdp;
+    u8 sum = 0;
+    for (int i = 0; i < 20; i++)
+        sum += r[i];
+    check(memcmp(r, "RSD PTR ", 8) == 0 && sum == 0, "acpi-rsdp", "signature/checksum", sum);
+}
+
+static void power_off(void)
+{
+    u16 v = SLP_TYP_S5 | SLP_EN;
+    __asm__ volatile("outw %0, %1" : : "a"(v), "Nd"((u16)PM1A_CNT));
+}
+
 void linux64_main(const u8 *zp)
 {
     serial_init();
@@ -109,6 +136,9 @@ void linux64_main(const u8 *zp)
     parse_u32(cmdline_value(cmdline, "mem_mib") ?: "", &mem_mib);
     check_e820(zp, mem_mib << 20);
     check_initrd(zp, cmdline, mem_mib << 20);
+    check_acpi(zp);
     kprintf("linux64: %u checks, %u failed\n", n_checks, n_failed);
+    if (cmdline && cmdline_has(cmdline, "poweroff") && !n_failed)
+        power_off();
     exit_exact(n_failed ? 1 : 0);
 }

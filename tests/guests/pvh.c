@@ -104,6 +104,8 @@ void pvh_main(const struct hvm_start_info *si)
     parse_u32(cmdline_value(cmdline, "mem_mib") ?: "", &mem_mib);
     check_memmap(si, mem_mib << 20);
     check_initrd(si, cmdline, mem_mib << 20);
+    check(si->rsdp_paddr == 0xe0000 && memcmp((const void *)0xe0000, "RSD PTR ", 8) == 0,
+          "acpi-rsdp", "rsdp_paddr", (u32)si->rsdp_paddr);
 
     kprintf("pvh: %u checks, %u failed\n", n_checks, n_failed);
     exit_exact(n_failed ? 1 : 0);

@@ -65,6 +65,7 @@ fn pvh_kernel_sees_start_info_memmap_cmdline_and_initrd() {
     let initrd = initrd_file(&dir);
     let out = boot_test_kernel("pvh", "pvh-test", Some(&initrd));
     assert_all_checks_pass(&out, "pvh", 17);
+    assert!(out.stdout.contains("PASS acpi-rsdp\n"), "{out:?}");
     assert!(
         out.stderr
             .contains("kernel format pvh, entry 0x100000 in 32-bit protected mode"),
@@ -91,6 +92,30 @@ fn linux_protocol_kernels_see_long_mode_and_zero_page() {
         assert!(out.stderr.contains(&want), "{want}: {out:?}");
         let out = boot_test_kernel(name, "linux-test", None);
         assert_all_checks_pass(&out, name, 13);
+    }
+}
+
+#[test]
+fn acpi_s5_through_pm1a_cnt_ends_the_run_as_a_power_off() {
+    if !kvm_available() {
+        return;
+    }
+    for name in ["linux64", "linux64-bz"] {
+        let out = run_ukvm([
+            "--kernel".as_ref(),
+            guest(name).as_os_str(),
+            "--mem".as_ref(),
+            "64".as_ref(),
+            "--timings".as_ref(),
+            "--cmdline".as_ref(),
+            "linux-test mem_mib=64 poweroff".as_ref(),
+        ]);
+        assert_all_checks_pass(&out, name, 15);
+        assert!(out.stdout.contains("PASS acpi-rsdp\n"), "{out:?}");
+        assert!(
+            out.stderr.contains("\"outcome\":\"poweroff\""),
+            "{name}: {out:?}"
+        );
     }
 }
 
