@@ -2,7 +2,8 @@
 //! on the same guests, in the same run, alternating A B C D each round.
 //!
 //! ```text
-//! cargo build --release && cargo run --release -p ukvm-benches -- [--rounds N]
+//! cargo bench -p ukvm-benches -- [--rounds N]     (benches/boot.rs builds ukvm)
+//! cargo build --release && target/release/ukvm-benches [--rounds N]
 //!     [--guests hello-quiet,hello] [--monitors ukvm,qemu-microvm,qemu-pc,floor]
 //!     [--ukvm PATH] [--ukvm-b PATH] [--floor PATH] [--qemu PATH] [--no-memory]
 //! ```
