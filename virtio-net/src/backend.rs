@@ -7,6 +7,10 @@ pub trait Backend: Send {
     /// Reads one frame (header included) into `buf`; `WouldBlock` when
     /// there is none.
     fn read_frame(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Reads one frame (header included) scattered over `iov`, the way
+    /// a TAP's readv does: a frame longer than the iovecs is cut short,
+    /// and the bytes copied are returned. `WouldBlock` when there is none.
+    fn read_frame_iov(&mut self, iov: &[libc::iovec]) -> io::Result<usize>;
     /// Writes one frame gathered from `iov`.
     fn write_frame(&mut self, iov: &[libc::iovec]) -> io::Result<usize>;
 }

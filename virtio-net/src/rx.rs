@@ -3,8 +3,13 @@
 //! Nothing is read from the backend unless the guest has posted a buffer,
 //! so a guest that stops receiving leaves frames queued in the TAP (where
 //! the kernel drops them by its own rules) instead of having the monitor
-//! read and drop them. A frame read but not yet placed (MRG_RXBUF frames
-//! spanning more buffers than are posted) waits for the next kick.
+//! read and drop them.
+//!
+//! Without MRG_RXBUF each frame goes into one chain, so it is read with
+//! readv straight into that chain's buffers. With MRG_RXBUF how many
+//! chains a frame takes depends on its length, so it is read into a
+//! buffer first and copied; a frame read but not yet placed (spanning more
+//! buffers than are posted) waits there for the next kick.
 
 use crate::backend::{Backend, Stats};
 use crate::features::Negotiated;
@@ -13,7 +18,7 @@ use std::io;
 use std::num::Wrapping;
 use std::sync::atomic::Ordering;
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{Bytes, GuestAddress, GuestMemory, Permissions};
+use vm_memory::{Address, Bytes, GuestAddress, GuestMemory, Permissions};
 
 /// Receive buffer: the largest frame the TAP can deliver (64 KiB GSO
 /// frame plus Ethernet and virtio-net headers).
@@ -30,7 +35,12 @@ pub enum Stop {
 
 /// Receive state kept between events.
 pub struct Rx {
+    /// MRG_RXBUF frames, read whole before placing (allocated on first use).
     buf: Vec<u8>,
+    /// The chain being read into, without MRG_RXBUF, and one spare byte
+    /// after it: a frame that reaches the spare byte did not fit.
+    iov: Vec<libc::iovec>,
+    spare: Box<u8>,
     /// Length of a frame in `buf` not yet delivered.
     pending: Option<usize>,
     /// (head, bytes used) of the chains picked for the current frame.
@@ -42,13 +52,19 @@ pub struct Rx {
 impl Default for Rx {
     fn default() -> Self {
         Rx {
-            buf: vec![0; RX_BUF_LEN],
+            buf: Vec::new(),
+            iov: Vec::new(),
+            spare: Box::new(0),
             pending: None,
             chains: Vec::new(),
             segs: Vec::new(),
         }
     }
 }
+
+// SAFETY: the iovecs only hold pointers while `read_direct` runs; between
+// calls the vector is empty.
+unsafe impl Send for Rx {}
 
 /// Frame placement failed.
 enum Place {
@@ -82,6 +98,12 @@ impl Rx {
         used: &mut bool,
     ) -> io::Result<Stop> {
         let (hdr_len, mrg_rxbuf) = (neg.hdr_len, neg.mrg_rxbuf);
+        if !mrg_rxbuf && self.pending.is_none() {
+            return self.read_direct(queue, mem, backend, hdr_len, stats, used);
+        }
+        if self.buf.is_empty() {
+            self.buf = vec![0; RX_BUF_LEN];
+        }
         loop {
             let len = match self.pending {
                 Some(len) => len,
@@ -119,6 +141,117 @@ impl Rx {
                     stats.rx_dropped_too_big += 1;
                 }
             }
+        }
+    }
+
+    /// One chain per frame: reads each frame with readv straight into the
+    /// next chain's buffers, until the backend or the guest runs dry.
+    fn read_direct<M: GuestMemory, B: Backend>(
+        &mut self,
+        queue: &mut Queue,
+        mem: &M,
+        backend: &mut B,
+        hdr_len: usize,
+        stats: &mut Stats,
+        used: &mut bool,
+    ) -> io::Result<Stop> {
+        loop {
+            let start = queue.next_avail();
+            let Some(chain) = queue.pop_descriptor_chain(mem) else {
+                return Ok(Stop::NoBuffers);
+            };
+            let head = chain.head_index();
+            self.segs.clear();
+            let room = match self.collect(chain, mem, RX_BUF_LEN) {
+                Some(room) if self.map_segs(mem) => room,
+                _ => {
+                    stats.rx_bad_chains += 1;
+                    let _ = queue.add_used(mem, head, 0);
+                    *used = true;
+                    continue;
+                }
+            };
+            // A TAP cuts a frame short to the buffers it is given (and says
+            // how much it copied), so one byte more tells a frame that
+            // filled the chain exactly from one that did not fit.
+            self.iov.push(libc::iovec {
+                iov_base: &mut *self.spare as *mut u8 as *mut libc::c_void,
+                iov_len: 1,
+            });
+            let r = backend.read_frame_iov(&self.iov);
+            self.iov.clear();
+            let len = match r {
+                Ok(n) => n,
+                Err(e) => {
+                    // The chain was not used: it stays posted.
+                    queue.set_next_avail(start);
+                    match e.kind() {
+                        io::ErrorKind::WouldBlock => return Ok(Stop::BackendEmpty),
+                        _ if is_fatal(&e) => return Err(e),
+                        // Interrupted, or a transient error that loses one
+                        // frame at most.
+                        _ => continue,
+                    }
+                }
+            };
+            if len <= hdr_len || len > room {
+                // Not a frame, or one larger than the chain (cut short by
+                // the TAP): dropped, and the chain kept for the next frame.
+                queue.set_next_avail(start);
+                if len > room {
+                    stats.rx_dropped_too_big += 1;
+                }
+                continue;
+            }
+            if hdr_len >= 12 {
+                // num_buffers: the TAP leaves the header's last 2 bytes.
+                self.write_at(mem, 10, &1u16.to_le_bytes());
+            }
+            let _ = queue.add_used(mem, head, len as u32);
+            *used = true;
+            stats.rx_frames += 1;
+            stats.rx_bytes += len as u64;
+        }
+    }
+
+    /// Turns `segs` into iovecs over guest memory (a buffer may straddle
+    /// memory regions: one iovec per piece). False when one is not mapped.
+    fn map_segs<M: GuestMemory>(&mut self, mem: &M) -> bool {
+        self.iov.clear();
+        for &(addr, len) in &self.segs {
+            let Ok(slices) = mem.get_slices(addr, len, Permissions::Write) else {
+                return false;
+            };
+            for slice in slices {
+                let Ok(slice) = slice else {
+                    self.iov.clear();
+                    return false;
+                };
+                self.iov.push(libc::iovec {
+                    iov_base: slice.ptr_guard_mut().as_ptr() as *mut libc::c_void,
+                    iov_len: slice.len(),
+                });
+            }
+        }
+        true
+    }
+
+    /// Writes `bytes` at offset `off` of the frame laid out over `segs`.
+    fn write_at<M: GuestMemory>(&self, mem: &M, mut off: usize, bytes: &[u8]) {
+        let mut bytes = bytes;
+        for &(addr, n) in &self.segs {
+            if bytes.is_empty() {
+                return;
+            }
+            if off >= n {
+                off -= n;
+                continue;
+            }
+            let k = bytes.len().min(n - off);
+            // Checked in `collect`; a failure loses only this field.
+            let _ = mem.write_slice(&bytes[..k], addr.unchecked_add(off as u64));
+            bytes = &bytes[k..];
+            off = 0;
         }
     }
 

@@ -250,6 +250,19 @@ impl crate::backend::Backend for Tap {
         (&self.file).read(buf)
     }
 
+    fn read_frame_iov(&mut self, iov: &[libc::iovec]) -> io::Result<usize> {
+        let count = iov.len().min(libc::c_int::MAX as usize) as libc::c_int;
+        // SAFETY: every iovec points into guest memory the caller checked
+        // as writable (or into the caller's own buffer) and keeps mapped
+        // for the call; readv writes only within them (the TAP cuts a
+        // longer frame short and returns the bytes it copied).
+        let ret = unsafe { libc::readv(self.file.as_raw_fd(), iov.as_ptr(), count) };
+        if ret < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(ret as usize)
+    }
+
     fn write_frame(&mut self, iov: &[libc::iovec]) -> io::Result<usize> {
         let count = iov.len().min(libc::c_int::MAX as usize) as libc::c_int;
         // SAFETY: every iovec points into guest memory the caller checked

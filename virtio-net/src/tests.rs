@@ -37,6 +37,24 @@ impl Backend for Fake {
         Ok(f.len())
     }
 
+    fn read_frame_iov(&mut self, iov: &[libc::iovec]) -> io::Result<usize> {
+        self.reads += 1;
+        let f = self
+            .frames
+            .pop_front()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::WouldBlock))?;
+        // Like a TAP: cut short to the iovecs, the bytes copied returned.
+        let mut rest = &f[..];
+        for v in iov {
+            let n = rest.len().min(v.iov_len);
+            // SAFETY: the iovecs point into the test's guest memory, which
+            // outlives this call, and n is within each.
+            unsafe { std::ptr::copy_nonoverlapping(rest.as_ptr(), v.iov_base as *mut u8, n) };
+            rest = &rest[n..];
+        }
+        Ok(f.len() - rest.len())
+    }
+
     fn write_frame(&mut self, iov: &[libc::iovec]) -> io::Result<usize> {
         if let Some(e) = self.write_error {
             return Err(io::Error::from_raw_os_error(e));
@@ -144,6 +162,50 @@ fn legacy_header_frame_lands_in_one_buffer() {
 }
 
 #[test]
+fn version_1_frame_is_read_into_a_scattered_chain_with_num_buffers_1() {
+    let m = mem();
+    let q = MockSplitQueue::new(&m, 16);
+    // One chain of three writable pieces; the header's num_buffers field
+    // (offset 10) falls in the second one.
+    let (a, b, c) = (BUFS, BUFS + 0x1000, BUFS + 0x2000);
+    let linked = |addr, len, next| RawDescriptor::from(Descriptor::new(addr, len, WRITE | 1, next));
+    let chain = [linked(a, 8, 1), linked(b, 8, 2), desc(c, 2048, WRITE)];
+    q.add_desc_chains(&chain, 0).unwrap();
+    rx_buffers_after(&q, 3, &[2048]);
+    let mut queue: Queue = q.create_queue().unwrap();
+    let neg = negotiate(crate::features::VERSION_1);
+    assert_eq!((neg.hdr_len, neg.mrg_rxbuf), (12, false));
+    let mut be = Fake::default();
+    let f = frame(12, 500);
+    be.frames.push_back(f.clone());
+    let mut st = Stats::default();
+    let stop = run_rx(&mut Rx::default(), &mut queue, &m, &mut be, &neg, &mut st);
+    assert_eq!(stop, Stop::BackendEmpty);
+    assert_eq!(used(&q, 0), (0, 512));
+    let mut got = vec![0u8; 512];
+    m.read_slice(&mut got[..8], GuestAddress(a)).unwrap();
+    m.read_slice(&mut got[8..16], GuestAddress(b)).unwrap();
+    m.read_slice(&mut got[16..], GuestAddress(c)).unwrap();
+    assert_eq!(got[10..12], [1, 0], "num_buffers");
+    let mut want = f.clone();
+    want[10] = 1;
+    assert_eq!(got, want);
+    assert_eq!(be.reads, 2, "one frame, then the read that found none");
+    assert_eq!(queue.next_avail(), 1, "the second chain stays posted");
+    assert_eq!(q.used().idx().load(), 1);
+}
+
+/// Single-buffer chains of `lens` bytes in descriptors from `first` on.
+fn rx_buffers_after(q: &MockSplitQueue<GuestMemoryMmap>, first: u16, lens: &[u32]) {
+    let descs: Vec<_> = lens
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| desc(BUFS + 0x10_000 + i as u64 * 0x4000, l, WRITE))
+        .collect();
+    q.add_desc_chains(&descs, first).unwrap();
+}
+
+#[test]
 fn mergeable_buffers_span_chains_and_count_them() {
     let m = mem();
     let q = MockSplitQueue::new(&m, 16);
@@ -209,6 +271,29 @@ fn oversized_frame_is_dropped_and_the_buffer_kept() {
     assert_eq!(st.rx_dropped_too_big, 1);
     assert_eq!(st.rx_frames, 1);
     assert_eq!(used(&q, 0), (0, 60), "the small frame got the buffer");
+}
+
+#[test]
+fn frame_exactly_filling_the_buffer_is_delivered() {
+    let m = mem();
+    let q = MockSplitQueue::new(&m, 16);
+    rx_buffers(&q, &[1000, 1000]);
+    let mut queue: Queue = q.create_queue().unwrap();
+    let mut be = Fake::default();
+    be.frames.push_back(frame(10, 990));
+    be.frames.push_back(frame(10, 991));
+    let mut st = Stats::default();
+    run_rx(
+        &mut Rx::default(),
+        &mut queue,
+        &m,
+        &mut be,
+        &negotiate(0),
+        &mut st,
+    );
+    assert_eq!((st.rx_frames, st.rx_dropped_too_big), (1, 1));
+    assert_eq!(used(&q, 0), (0, 1000));
+    assert_eq!(queue.next_avail(), 1, "the second buffer stays posted");
 }
 
 #[test]
