@@ -14,6 +14,10 @@
 //!   GSI 2 (the cascade) nowhere; every other GSI keeps KVM's default.
 //! - **The ACPI PM1a registers** (`ukvm_devices::acpi_pm`), so `poweroff`
 //!   ends the run ([`crate::Exit::PowerOff`]).
+//! - **COM1's interrupt** on ISA IRQ 4 (an irqfd): Linux's 8250 driver
+//!   sends tty output (everything user space writes to the console) one
+//!   FIFO load per THRE interrupt; without the interrupt that output
+//!   stalls after the first character.
 //!
 //! Multiboot and Solo5 guests get none of this: their boot stays as short
 //! as it was.
@@ -29,11 +33,15 @@ use std::sync::{Arc, Mutex};
 use ukvm_boot::acpi::{self, Machine};
 use ukvm_boot::Format;
 use ukvm_devices::acpi_pm::{self, AcpiPm};
+use ukvm_devices::irq::IrqTrigger;
 use ukvm_devices::Bus;
 use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 /// Pins of KVM's IOAPIC.
 const IOAPIC_PINS: u32 = 24;
+/// COM1's ISA interrupt line.
+const COM1_IRQ: u32 = 4;
 /// The SCI's line (as on QEMU's PC; shared with PCI slot 2's INTA).
 const SCI_IRQ: u8 = 9;
 
@@ -101,6 +109,18 @@ pub fn set_routing(vm: &VmFd) -> Result<()> {
         op: "KVM_SET_GSI_ROUTING",
         source,
     })
+}
+
+/// COM1's interrupt: an eventfd registered as an irqfd on GSI 4 (edge:
+/// each write is one pulse). Needs the irqchip.
+pub fn serial_irq(vm: &VmFd) -> Result<IrqTrigger> {
+    let fd = EventFd::new(EFD_NONBLOCK).map_err(|e| Error::Device(format!("COM1 irq: {e}")))?;
+    vm.register_irqfd(&fd, COM1_IRQ)
+        .map_err(|source| Error::Kvm {
+            op: "KVM_IRQFD",
+            source,
+        })?;
+    Ok(IrqTrigger::eventfd(fd))
 }
 
 /// Puts the PM1a registers on the port bus.

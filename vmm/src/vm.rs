@@ -199,10 +199,13 @@ impl Vm {
         timings.mark(Phase::VcpuConfigured);
 
         let mut pio = Bus::new();
-        let serial = Arc::new(Mutex::new(Serial::new(
-            cfg.serial,
-            IrqTrigger::disconnected(),
-        )));
+        // Linux drives COM1 by interrupt once its 8250 driver is up.
+        let serial_irq = if linux_style {
+            linux::serial_irq(&vm)?
+        } else {
+            IrqTrigger::disconnected()
+        };
+        let serial = Arc::new(Mutex::new(Serial::new(cfg.serial, serial_irq)));
         match hvt {
             Some(hvt) => hvt.attach_bus(&mut pio, mem.clone(), serial.clone())?,
             None => legacy_devices(&mut pio, serial.clone())?,
