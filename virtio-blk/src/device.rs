@@ -234,10 +234,7 @@ impl VirtioDevice for Block {
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        for (i, b) in data.iter_mut().enumerate() {
-            let at = (offset as usize).saturating_add(i);
-            *b = self.config.get(at).copied().unwrap_or(0);
-        }
+        ukvm_devices::virtio::read_config_bytes(&self.config, offset, data);
     }
 
     fn write_config(&mut self, _offset: u64, _data: &[u8]) {

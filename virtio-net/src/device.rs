@@ -204,10 +204,7 @@ impl<B: NetBackend> VirtioDevice for Net<B> {
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        for (i, b) in data.iter_mut().enumerate() {
-            let at = (offset as usize).saturating_add(i);
-            *b = self.config.get(at).copied().unwrap_or(0);
-        }
+        ukvm_devices::virtio::read_config_bytes(&self.config, offset, data);
     }
 
     fn write_config(&mut self, _offset: u64, _data: &[u8]) {

@@ -91,6 +91,16 @@ pub trait VirtioDevice: Send {
     fn reset(&mut self);
 }
 
+/// Copies `data.len()` bytes of a configuration space held as bytes,
+/// starting at `offset`; bytes past its end read as zero (the driver may
+/// probe fields of features that were not offered).
+pub fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
+    for (i, b) in data.iter_mut().enumerate() {
+        let at = (offset as usize).saturating_add(i);
+        *b = config.get(at).copied().unwrap_or(0);
+    }
+}
+
 /// `n` non-blocking eventfds, for [`VirtioDevice::queue_events`].
 pub fn queue_events(n: usize) -> std::io::Result<Vec<EventFd>> {
     (0..n).map(|_| EventFd::new(libc::EFD_NONBLOCK)).collect()
