@@ -16,7 +16,7 @@ BINS += $(HVT_GUESTS:%=$(OUT)/hvt-%.bin) \
 
 # Recursive: GUEST_CFLAGS64 is defined further down the Makefile.
 HVT_CFLAGS = $(GUEST_CFLAGS64) -Wno-missing-field-initializers -I$(SRC)/hvt
-HVT_DEPS := $(SRC)/hvt/hvt.h $(SRC)/hvt/hvt.mk $(SRC)/Makefile
+HVT_DEPS := $(SRC)/hvt/hvt.h $(SRC)/libc.c $(SRC)/hvt/hvt.mk $(SRC)/Makefile
 HVT_LINK = $(GUEST_LD) $(GUEST_LDFLAGS64) -T $(SRC)/hvt/hvt.ld --defsym HVT_BASE=$(1) \
 	-o $(TMP) $(filter %.o,$^) && mv -f $(TMP) $@
 

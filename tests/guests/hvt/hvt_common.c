@@ -29,14 +29,6 @@ static void write_out(const char *s, size_t n)
     hypercall(HC_PUTS, &p);
 }
 
-size_t strlen(const char *s)
-{
-    size_t n = 0;
-    while (s[n])
-        n++;
-    return n;
-}
-
 void puts(const char *s)
 {
     write_out(s, strlen(s));
@@ -192,35 +184,4 @@ u64 cmdline_num(const char *key, u64 def)
     return v;
 }
 
-void *memset(void *d, int c, size_t n)
-{
-    u8 *p = d;
-    while (n--)
-        *p++ = (u8)c;
-    return d;
-}
-
-void *memcpy(void *d, const void *s, size_t n)
-{
-    u8 *p = d;
-    const u8 *q = s;
-    while (n--)
-        *p++ = *q++;
-    return d;
-}
-
-int memcmp(const void *a, const void *b, size_t n)
-{
-    const u8 *p = a, *q = b;
-    for (; n--; p++, q++)
-        if (*p != *q)
-            return *p - *q;
-    return 0;
-}
-
-int strcmp(const char *a, const char *b)
-{
-    while (*a && *a == *b)
-        a++, b++;
-    return (u8)*a - (u8)*b;
-}
+#include "../libc.c"
