@@ -2,18 +2,17 @@
 //! test unikernel runs each covered instruction class right after a port
 //! I/O exit and compares with results the build host computed natively.
 
-use ukvm_tests::{guest, kvm_available, run_ukvm, TempDir};
+use ukvm_tests::{guest, kvm_available, run_ukvm, Outcome, TempDir};
 
-#[test]
-fn sse_guest_passes_every_instruction_and_timings_count_them() {
-    if !kvm_available() {
-        return;
-    }
-    let dir = TempDir::new("sse");
+/// Boots the check guest `name` with `--timings`; asserts no FAIL line, at
+/// least `min_pass` PASS lines, the guest's closing tally and exit 0.
+/// Returns the run and the `"emulated"` part of the timings JSON.
+fn run_checks(name: &str, min_pass: usize) -> (Outcome, String) {
+    let dir = TempDir::new(name);
     let timings = dir.join("timings.json");
     let out = run_ukvm([
         "--kernel".into(),
-        guest("sse").into_os_string(),
+        guest(name).into_os_string(),
         "--timings".into(),
         timings.clone().into_os_string(),
     ]);
@@ -21,19 +20,32 @@ fn sse_guest_passes_every_instruction_and_timings_count_them() {
     let failed: Vec<&&str> = lines.iter().filter(|l| l.starts_with("FAIL")).collect();
     assert!(failed.is_empty(), "{failed:?}\n{}", out.stdout);
     let passed = lines.iter().filter(|l| l.starts_with("PASS")).count();
-    assert!(passed >= 90, "only {passed} PASS lines:\n{}", out.stdout);
+    assert!(
+        passed >= min_pass,
+        "only {passed} PASS lines:\n{}",
+        out.stdout
+    );
+    assert_eq!(
+        lines.last().copied(),
+        Some(format!("{name}: {passed} of {passed} checks passed").as_str())
+    );
+    assert_eq!(out.status, Some(0), "{out:?}");
+    let json = std::fs::read_to_string(&timings).unwrap();
+    let emulated = json[json.find("\"emulated\":{").expect("emulated key")..].to_string();
+    (out, emulated)
+}
+
+#[test]
+fn sse_guest_passes_every_instruction_and_timings_count_them() {
+    if !kvm_available() {
+        return;
+    }
+    let (out, emulated) = run_checks("sse", 90);
+    let lines = out.lines();
     for name in ["PASS mulps", "PASS ldmxcsr", "PASS fxrstor", "PASS int3"] {
         assert!(lines.contains(&name), "{name} missing:\n{}", out.stdout);
     }
     assert!(lines.contains(&"PASS #GP on misaligned pxor"));
-    assert_eq!(
-        lines.last().copied(),
-        Some(format!("sse: {passed} of {passed} checks passed").as_str())
-    );
-    assert_eq!(out.status, Some(0), "{out:?}");
-
-    let json = std::fs::read_to_string(&timings).unwrap();
-    let emulated = &json[json.find("\"emulated\":{").expect("emulated key")..];
     for key in ["\"mulps\":", "\"ldmxcsr\":", "\"int3\":1", "\"iretd\":"] {
         assert!(emulated.contains(key), "{key} not in {emulated}");
     }
@@ -75,19 +87,8 @@ fn sse64_guest_passes_every_case_in_long_mode() {
     if !kvm_available() {
         return;
     }
-    let dir = TempDir::new("sse64");
-    let timings = dir.join("timings.json");
-    let out = run_ukvm([
-        "--kernel".into(),
-        guest("sse64").into_os_string(),
-        "--timings".into(),
-        timings.clone().into_os_string(),
-    ]);
+    let (out, emulated) = run_checks("sse64", 23);
     let lines = out.lines();
-    let failed: Vec<&&str> = lines.iter().filter(|l| l.starts_with("FAIL")).collect();
-    assert!(failed.is_empty(), "{failed:?}\n{}", out.stdout);
-    let passed = lines.iter().filter(|l| l.starts_with("PASS")).count();
-    assert!(passed >= 23, "only {passed} PASS lines:\n{}", out.stdout);
     let mut expected = vec![
         "PASS mulps_rip",
         "PASS pextrq_to_rip",
@@ -113,14 +114,6 @@ fn sse64_guest_passes_every_case_in_long_mode() {
     for name in expected {
         assert!(lines.contains(&name), "{name} missing:\n{}", out.stdout);
     }
-    assert_eq!(
-        lines.last().copied(),
-        Some(format!("sse64: {passed} of {passed} checks passed").as_str())
-    );
-    assert_eq!(out.status, Some(0), "{out:?}");
-
-    let json = std::fs::read_to_string(&timings).unwrap();
-    let emulated = &json[json.find("\"emulated\":{").expect("emulated key")..];
     for key in ["\"cmpxchg16b\":3", "\"mulps\":", "\"int3\":1"] {
         assert!(emulated.contains(key), "{key} not in {emulated}");
     }
