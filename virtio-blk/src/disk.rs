@@ -117,47 +117,48 @@ fn iovecs(bufs: &[VolatileSlice<'_>]) -> Vec<libc::iovec> {
         .collect()
 }
 
+/// `preadv` or `pwritev` (`op`) of `bufs` at `offset` on `file`.
+fn vectored_at(
+    file: &File,
+    bufs: &[VolatileSlice<'_>],
+    offset: u64,
+    op: unsafe extern "C" fn(
+        libc::c_int,
+        *const libc::iovec,
+        libc::c_int,
+        libc::off_t,
+    ) -> libc::ssize_t,
+) -> io::Result<usize> {
+    let iov = iovecs(bufs);
+    let offset = libc::off_t::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // SAFETY: every iovec points into a VolatileSlice of guest memory,
+    // valid (and, for preadv, writable) for its length while `bufs` is
+    // borrowed; preadv/pwritev touch only those ranges.
+    let n = unsafe {
+        op(
+            file.as_raw_fd(),
+            iov.as_ptr(),
+            iov.len() as libc::c_int,
+            offset,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
 impl Backend for File {
     fn read_vectored_at(&mut self, bufs: &[VolatileSlice<'_>], offset: u64) -> io::Result<usize> {
-        let iov = iovecs(bufs);
-        let offset = libc::off_t::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
-        // SAFETY: every iovec points into a VolatileSlice of guest memory,
-        // valid and writable for its length while `bufs` is borrowed;
-        // preadv writes only within them.
-        let n = unsafe {
-            libc::preadv(
-                self.as_raw_fd(),
-                iov.as_ptr(),
-                iov.len() as libc::c_int,
-                offset,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let n = vectored_at(self, bufs, offset, libc::preadv)?;
         for b in bufs {
             b.bitmap().mark_dirty(0, b.len());
         }
-        Ok(n as usize)
+        Ok(n)
     }
 
     fn write_vectored_at(&mut self, bufs: &[VolatileSlice<'_>], offset: u64) -> io::Result<usize> {
-        let iov = iovecs(bufs);
-        let offset = libc::off_t::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
-        // SAFETY: every iovec points into a VolatileSlice of guest memory,
-        // valid for reads of its length while `bufs` is borrowed.
-        let n = unsafe {
-            libc::pwritev(
-                self.as_raw_fd(),
-                iov.as_ptr(),
-                iov.len() as libc::c_int,
-                offset,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(n as usize)
+        vectored_at(self, bufs, offset, libc::pwritev)
     }
 
     fn flush(&mut self) -> io::Result<()> {
