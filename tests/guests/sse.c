@@ -17,34 +17,13 @@
  * (-fno-tree-vectorize), all SSE is in the asm.
  */
 #include "common.h"
+#include "sse_check.h"
 
 #define SSE_PIO_EXIT "outb %%al, $0x80\n\t"
 #include "sse_cases.h"
 #include "sse_expect.h"
 
 SSE_CASES(SSE_CASE_FN)
-
-static u32 passed, failed;
-
-static void result(const char *name, int ok)
-{
-    if (ok)
-        passed++;
-    else
-        failed++;
-    kprintf("%s %s\n", ok ? "PASS" : "FAIL", name);
-}
-
-static void enable_sse(void)
-{
-    u32 cr0, cr4;
-    __asm__ volatile("mov %%cr0, %0" : "=r"(cr0));
-    cr0 = (cr0 & ~(1u << 2)) | (1u << 1);          /* EM off, MP on */
-    __asm__ volatile("mov %0, %%cr0" : : "r"(cr0));
-    __asm__ volatile("mov %%cr4, %0" : "=r"(cr4));
-    cr4 |= (1u << 9) | (1u << 10);                 /* OSFXSR, OSXMMEXCPT */
-    __asm__ volatile("mov %0, %%cr4" : : "r"(cr4));
-}
 
 static void run_case(const char *name, void (*fn)(struct sse_io *), u32 i)
 {

@@ -18,6 +18,7 @@
  * Built with SSE enabled (only this file); all SSE is in the asm.
  */
 #include "common.h"
+#include "sse_check.h"
 
 #define SSE64_PIO_EXIT "outb %%al, $0x80\n\t"
 #include "sse64_cases.h"
@@ -26,28 +27,6 @@
 typedef unsigned long uptr;
 
 SSE64_CASES(SSE64_CASE_FN)
-
-static u32 passed, failed;
-
-static void result(const char *name, int ok)
-{
-    if (ok)
-        passed++;
-    else
-        failed++;
-    kprintf("%s %s\n", ok ? "PASS" : "FAIL", name);
-}
-
-static void enable_sse(void)
-{
-    u64 cr0, cr4;
-    __asm__ volatile("mov %%cr0, %0" : "=r"(cr0));
-    cr0 = (cr0 & ~(1ull << 2)) | (1ull << 1);      /* EM off, MP on */
-    __asm__ volatile("mov %0, %%cr0" : : "r"(cr0));
-    __asm__ volatile("mov %%cr4, %0" : "=r"(cr4));
-    cr4 |= (1ull << 9) | (1ull << 10);             /* OSFXSR, OSXMMEXCPT */
-    __asm__ volatile("mov %0, %%cr4" : : "r"(cr4));
-}
 
 static void run_case(const char *name, void (*fn)(struct sse64_io *), u32 i)
 {
