@@ -239,14 +239,7 @@ pub fn load_bzimage(mem: &GuestMemoryMmap, image: &[u8], params: &BootParams) ->
 /// Loads an ELF64 `vmlinux` for the 64-bit boot protocol and writes a zero
 /// page with a setup header the way a boot loader would for a bzImage.
 pub fn load_vmlinux(mem: &GuestMemoryMmap, image: &[u8], params: &BootParams) -> Result<Boot> {
-    let mem_size = ram_size(mem);
-    let (start, end) = check_elf64(image, mem_size)?;
-    let result = Elf::load(
-        mem,
-        None,
-        &mut Cursor::new(image),
-        Some(GuestAddress(layout::HIGH_MEM_START)),
-    )?;
+    let (start, end, result) = load_elf64(mem, image)?;
     let entry = result.kernel_load.0;
     if entry < start || entry >= end {
         return Err(Error::Elf(format!(
@@ -279,6 +272,22 @@ pub fn load_vmlinux(mem: &GuestMemoryMmap, image: &[u8], params: &BootParams) ->
         cpu::Mode::Long64,
         (start, end),
     )
+}
+
+/// Checks an ELF64 kernel (see [`check_elf64`]) and loads its segments with
+/// linux-loader; returns the physical range they occupy and the result.
+pub(crate) fn load_elf64(
+    mem: &GuestMemoryMmap,
+    image: &[u8],
+) -> Result<(u64, u64, linux_loader::loader::KernelLoaderResult)> {
+    let (start, end) = check_elf64(image, ram_size(mem))?;
+    let result = Elf::load(
+        mem,
+        None,
+        &mut Cursor::new(image),
+        Some(GuestAddress(layout::HIGH_MEM_START)),
+    )?;
+    Ok((start, end, result))
 }
 
 /// Checks an ELF64 x86-64 kernel with ukvm's own parser (which names the

@@ -6,7 +6,7 @@
 //! initrd as module 0.
 
 use crate::layout::{self, MemoryType};
-use crate::linux::{check_elf64, place_initrd, ram_size, write_cmdline};
+use crate::linux::{load_elf64, place_initrd, ram_size, write_cmdline};
 use crate::{cpu, Boot, BootParams, Error, Format, Result};
 use linux_loader::configurator::pvh::PvhBootConfigurator;
 use linux_loader::configurator::{BootConfigurator, BootParams as LoaderParams};
@@ -14,8 +14,6 @@ use linux_loader::loader::elf::start_info::{
     hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info, XEN_HVM_START_MAGIC_VALUE,
 };
 use linux_loader::loader::elf::PvhBootCapability;
-use linux_loader::loader::{Elf, KernelLoader};
-use std::io::Cursor;
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
 /// Most memory map entries that fit between the memory map and the module
@@ -26,13 +24,7 @@ const MAX_MEMMAP_ENTRIES: usize =
 /// Loads a PVH kernel and writes `hvm_start_info`.
 pub fn load(mem: &GuestMemoryMmap, image: &[u8], params: &BootParams) -> Result<Boot> {
     let mem_size = ram_size(mem);
-    let (start, end) = check_elf64(image, mem_size)?;
-    let result = Elf::load(
-        mem,
-        None,
-        &mut Cursor::new(image),
-        Some(GuestAddress(layout::HIGH_MEM_START)),
-    )?;
+    let (start, end, result) = load_elf64(mem, image)?;
     let entry = match result.pvh_boot_cap {
         PvhBootCapability::PvhEntryPresent(addr) => addr.0,
         _ => {
