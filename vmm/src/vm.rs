@@ -93,33 +93,54 @@ fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
     })
 }
 
-impl Vm {
-    pub(crate) fn new(mut cfg: VmConfig) -> Result<Vm> {
-        let mut timings = Timings::new(cfg.start.unwrap_or_else(Instant::now));
-        if let Some(at) = cfg.args_parsed {
-            timings.mark_at(Phase::ArgsParsed, at);
-        }
+/// The files a VM boots from, read once before any KVM object exists.
+struct Inputs {
+    /// Kernel name for error messages.
+    name: String,
+    image: Vec<u8>,
+    modules: Vec<Vec<u8>>,
+    initrd: Option<Vec<u8>>,
+}
+
+impl Inputs {
+    fn read(cfg: &VmConfig) -> Result<Inputs> {
         let (name, image) = match cfg.kernel.clone() {
             Some(Kernel::Path(path)) => (path.display().to_string(), read_file(&path)?),
             Some(Kernel::Bytes { name, bytes }) => (name, bytes),
             None => return Err(Error::NoKernel),
         };
-        if image.is_empty() {
-            return Err(Error::Kernel {
-                name,
-                source: ukvm_boot::Error::EmptyImage,
-            });
-        }
         let modules = cfg
             .modules
             .iter()
             .map(|m| read_file(&m.path))
             .collect::<Result<Vec<_>>>()?;
         let initrd = cfg.initrd.as_deref().map(read_file).transpose()?;
+        Ok(Inputs {
+            name,
+            image,
+            modules,
+            initrd,
+        })
+    }
+}
+
+impl Vm {
+    pub(crate) fn new(mut cfg: VmConfig) -> Result<Vm> {
+        let mut timings = Timings::new(cfg.start.unwrap_or_else(Instant::now));
+        if let Some(at) = cfg.args_parsed {
+            timings.mark_at(Phase::ArgsParsed, at);
+        }
+        let Inputs {
+            name,
+            image,
+            modules,
+            initrd,
+        } = Inputs::read(&cfg)?;
         timings.kernel_bytes_read = (image.len()
             + modules.iter().map(Vec::len).sum::<usize>()
             + initrd.as_ref().map_or(0, Vec::len)) as u64;
-        // Reject images with no usable header before touching KVM.
+        // Reject empty images and images with no usable header before
+        // touching KVM.
         let format = ukvm_boot::probe(&image).map_err(|source| Error::Kernel {
             name: name.clone(),
             source,
