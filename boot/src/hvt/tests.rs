@@ -1,7 +1,15 @@
 //! Unit tests of the hvt loader on images built here byte by byte.
 
+use super::loader::EM_X86_64;
+use super::manifest::{
+    MFT_DESC_PAD, MFT_ENTRY_SIZE, MFT_HEADER_SIZE, MFT_RESERVED_FIRST, MFT_TYPE_AT, MFT_U_AT,
+};
+use super::notes::{ABI1_NOTE_TYPE, MFT1_NOTE_TYPE};
+use super::paging::{PAGE_TABLES_4K_ADDR, PTE_NX};
 use super::*;
+use crate::{elf, layout, Boot, Format};
 use vm_memory::Bytes;
+use vm_memory::GuestMemoryMmap;
 
 /// A PT_LOAD segment for [`image`]: address, file bytes, memory size, flags.
 pub(crate) struct Seg {
