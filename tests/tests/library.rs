@@ -125,3 +125,67 @@ fn build_validates_before_creating_a_vm() {
     assert_eq!(err.exit_status(), ukvm::error::STATUS_KERNEL_INVALID);
     assert!(err.to_string().starts_with("junk: "), "{err}");
 }
+
+/// Waits up to a minute for `text` in the guest's output.
+fn wait_for(out: &Buffer, text: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !out.text().contains(text) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "guest never printed {text:?}: {}",
+            out.text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_stop_handle_ends_a_spinning_guest_from_another_thread() {
+    if !kvm_available() {
+        return;
+    }
+    let out = Buffer::default();
+    // ~1 hour of ring-0 loop here: only the stop can end this run.
+    let mut vm = VmConfig::new()
+        .kernel_path(guest("grind"))
+        .cmdline("loop=4000000000")
+        .mem_mib(32)
+        .serial(Box::new(out.clone()))
+        .build()
+        .expect("build");
+    let handle = vm.stop_handle();
+    assert!(!handle.is_requested());
+    let runner = std::thread::spawn(move || {
+        let exit = vm.run();
+        (exit, vm.shutdown())
+    });
+    wait_for(&out, "grind start\n");
+    handle.clone().stop();
+    let (exit, timings) = runner.join().expect("run thread");
+    assert_eq!(exit.unwrap(), Exit::Stopped);
+    assert_eq!(Exit::Stopped.status(), 0);
+    assert!(handle.is_requested());
+    assert_eq!(out.text(), "grind start\n");
+    let json = timings.to_json();
+    assert!(json.contains("\"outcome\":\"stopped\""), "{json}");
+    assert!(!json.contains("\"guest_exit\":null"), "{json}");
+}
+
+#[test]
+fn a_stop_before_run_returns_at_once_and_stays_requested() {
+    if !kvm_available() {
+        return;
+    }
+    let out = Buffer::default();
+    let mut vm = VmConfig::new()
+        .kernel_path(guest("hello"))
+        .mem_mib(32)
+        .serial(Box::new(out.clone()))
+        .build()
+        .expect("build");
+    vm.stop_handle().stop();
+    assert_eq!(vm.run().unwrap(), Exit::Stopped);
+    assert_eq!(vm.run().unwrap(), Exit::Stopped);
+    // The guest never ran.
+    assert_eq!(out.text(), "");
+}

@@ -42,16 +42,20 @@ pub mod error;
 pub mod fastexit;
 mod hvt;
 mod io_thread;
+mod kick;
 mod linux;
+mod machine;
 mod memory;
 mod net;
 mod pci;
+pub mod stop;
 pub mod timings;
 mod vcpu;
 pub mod vm;
 
 pub use config::{Kernel, VmConfig};
 pub use error::{Crash, CrashKind, Error, Result};
+pub use stop::StopHandle;
 pub use timings::Timings;
 /// Kernel formats and boot structures (the `ukvm-boot` crate).
 pub use ukvm_boot as boot;

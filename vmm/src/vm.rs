@@ -3,21 +3,18 @@
 
 use crate::config::{Kernel, VmConfig};
 use crate::error::{Crash, CrashKind, Error, Result};
-use crate::hvt::Hvt;
 use crate::io_thread::IoThread;
+use crate::kick::{Armed, Kicker};
+use crate::machine::{self, Devices};
+use crate::stop::StopHandle;
 use crate::timings::{Phase, Timings};
 use crate::{emulation, memory, vcpu};
-use crate::{linux, net, pci};
 use kvm_bindings::KVM_INTERNAL_ERROR_EMULATION;
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use ukvm_boot::{Boot, BootParams, Module};
-use ukvm_devices::exit_ports::{self, DebugExit, UkvmPorts};
-use ukvm_devices::i8042::{self, I8042};
-use ukvm_devices::irq::IrqTrigger;
-use ukvm_devices::rtc::{self, Rtc};
-use ukvm_devices::serial::{self, Serial};
+use ukvm_devices::serial::Serial;
 use ukvm_devices::{Bus, Event};
 use vm_memory::GuestMemoryMmap;
 
@@ -33,15 +30,18 @@ pub enum Exit {
     PowerOff,
     /// The guest halted with nothing left that could wake it.
     Halted,
+    /// Another thread ended the run with [`StopHandle::stop`].
+    Stopped,
 }
 
 impl Exit {
     /// The process exit status the CLI uses: the guest's code, or 0 for a
-    /// reset, a power-off or a halt.
+    /// reset, a power-off, a halt or a stop (a CLI that stops the VM on a
+    /// signal reports the signal its own way).
     pub fn status(self) -> i32 {
         match self {
             Exit::Code(code) => code,
-            Exit::Reset | Exit::PowerOff | Exit::Halted => 0,
+            Exit::Reset | Exit::PowerOff | Exit::Halted | Exit::Stopped => 0,
         }
     }
 
@@ -51,6 +51,7 @@ impl Exit {
             Exit::Reset => "reset",
             Exit::PowerOff => "poweroff",
             Exit::Halted => "halt",
+            Exit::Stopped => "stopped",
         }
     }
 }
@@ -80,6 +81,9 @@ pub struct Vm {
     timings: Timings,
     /// Completes instructions KVM's emulator gives up on.
     emulator: ukvm_emulator::Emulator,
+    /// Brings the vCPU thread out of `KVM_RUN` for other threads.
+    kicker: Kicker,
+    stop: StopHandle,
 }
 
 fn kvm_err(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
@@ -125,7 +129,7 @@ impl Inputs {
 }
 
 impl Vm {
-    pub(crate) fn new(mut cfg: VmConfig) -> Result<Vm> {
+    pub(crate) fn new(cfg: VmConfig) -> Result<Vm> {
         let mut timings = Timings::new(cfg.start.unwrap_or_else(Instant::now));
         if let Some(at) = cfg.args_parsed {
             timings.mark_at(Phase::ArgsParsed, at);
@@ -145,42 +149,14 @@ impl Vm {
             name: name.clone(),
             source,
         })?;
-        // A Solo5 hvt guest takes --disk/--net by manifest name, and gets
-        // the hypercall device instead of PCI and the legacy ports.
-        let hvt = match format {
-            ukvm_boot::Format::Solo5Hvt => Some(Hvt::new(
-                &name,
-                &image,
-                cfg.mem_bytes(),
-                &cfg.cmdline,
-                &std::mem::take(&mut cfg.disks),
-                &std::mem::take(&mut cfg.nets),
-            )?),
-            _ => None,
-        };
-
-        // Disk images are opened before any KVM object exists: a bad
-        // --disk is one line of error and costs nothing.
-        let disks = pci::open_disks(&pci::parse_disks(&cfg.disks)?)?;
-        // TAPs too: a missing or busy interface fails here.
-        let nets = net::open_nets(net::parse_nets(&cfg.nets)?)?;
+        let mut machine = machine::for_format(format, &name, &image, &cfg)?;
+        let kicker = Kicker::new().map_err(|e| Error::Device(format!("vCPU kick: {e}")))?;
 
         let kvm = Kvm::new().map_err(Error::KvmOpen)?;
         let vm = Arc::new(kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?);
         timings.mark(Phase::VmCreated);
-        // Linux-style kernels get ACPI tables, the irqchip and PIT and the
-        // PM1a registers (linux.rs); Multiboot and Solo5 guests do not.
-        let linux_style = linux::is_linux_style(format);
-        if !disks.is_empty() || !nets.is_empty() || linux_style {
-            // PCI devices interrupt, Linux needs its APICs; VMs without
-            // either skip the irqchip and its teardown cost. It must exist
-            // before the vCPU.
-            pci::create_irqchip(&vm)?;
-            timings.irqchip = true;
-        }
-        if linux_style {
-            linux::set_routing(&vm)?;
-        }
+        // An in-kernel irqchip must exist before the vCPU.
+        timings.irqchip = machine.create_chips(&vm)?;
         let mem = memory::create(cfg.mem_bytes())?;
         memory::register(&vm, &mem)?;
         timings.mark(Phase::MemoryRegistered);
@@ -198,47 +174,24 @@ impl Vm {
                 })
                 .collect(),
             initrd: initrd.as_deref(),
-            acpi_rsdp: if linux_style {
-                Some(linux::write_acpi(&mem)?)
-            } else {
-                None
-            },
+            acpi_rsdp: machine.write_tables(&mem)?,
         };
-        let boot = match &hvt {
-            Some(hvt) => hvt.load(&mem, &image),
-            None => ukvm_boot::load(&mem, &image, &params),
-        }
-        .map_err(|source| Error::Kernel { name, source })?;
+        let boot = machine
+            .load(&mem, &image, &params)
+            .map_err(|source| Error::Kernel { name, source })?;
         timings.format = boot.format.name();
         timings.mark(Phase::KernelLoaded);
 
         let vcpu = vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
         vcpu::configure(&kvm, &vcpu, &boot)?;
-        if let Some(hvt) = &hvt {
-            hvt.set_cycle_freq(&vcpu, &mem)?;
-        }
+        machine.configure_vcpu(&vcpu, &mem)?;
         timings.mark(Phase::VcpuConfigured);
 
-        let mut pio = Bus::new();
-        // Linux drives COM1 by interrupt once its 8250 driver is up.
-        let serial_irq = if linux_style {
-            linux::serial_irq(&vm)?
-        } else {
-            IrqTrigger::disconnected()
-        };
-        let serial = Arc::new(Mutex::new(Serial::new(cfg.serial, serial_irq)));
-        match hvt {
-            Some(hvt) => hvt.attach_bus(&mut pio, mem.clone(), serial.clone())?,
-            None => legacy_devices(&mut pio, serial.clone())?,
-        }
-        if linux_style {
-            linux::add_pm(&mut pio)?;
-        }
-        let mut mmio = Bus::new();
-        let mut pci_bus = pci::PciBuilder::new(&vm, &mem, &mut pio, &mut mmio);
-        pci::add_disks(&mut pci_bus, disks)?;
-        net::add_nets(&mut pci_bus, nets)?;
-        let io = pci_bus.finish()?;
+        let serial = Arc::new(Mutex::new(Serial::new(
+            cfg.serial,
+            machine.serial_irq(&vm)?,
+        )));
+        let Devices { pio, mmio, io } = machine.attach(&vm, &mem, serial.clone())?;
         Ok(Vm {
             vcpu,
             vm,
@@ -250,7 +203,15 @@ impl Vm {
             boot,
             timings,
             emulator: ukvm_emulator::Emulator::new(),
+            stop: StopHandle::new(kicker.clone()),
+            kicker,
         })
+    }
+
+    /// A handle that ends [`Vm::run`] from another thread with
+    /// [`Exit::Stopped`] (see [`StopHandle`]).
+    pub fn stop_handle(&self) -> StopHandle {
+        self.stop.clone()
     }
 
     /// Runs the guest until it exits, resets, halts or crashes. Serial output
@@ -282,9 +243,15 @@ impl Vm {
     }
 
     fn run_loop(&mut self) -> Result<Exit> {
+        // SAFETY: `self.vcpu` outlives the guard, a local of this function.
+        let armed = unsafe { self.kicker.arm(&mut self.vcpu) };
         self.timings.mark(Phase::FirstRun);
         loop {
-            let step = self.step();
+            let step = if self.stop.is_requested() {
+                Step::Stop(Exit::Stopped)
+            } else {
+                self.step(&armed)
+            };
             match step {
                 Step::Continue => {}
                 Step::Stop(exit) => {
@@ -306,12 +273,14 @@ impl Vm {
     }
 
     /// Runs the vCPU to its next exit and handles it.
-    fn step(&mut self) -> Step {
+    fn step(&mut self, armed: &Armed) -> Step {
         let t = &mut self.timings;
         let exit = match self.vcpu.run() {
             Ok(exit) => exit,
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
-                return Step::Continue
+                // A kick (or immediate_exit): the loop looks at why next.
+                armed.clear();
+                return Step::Continue;
             }
             Err(e) => return Step::Fail(e),
         };
@@ -469,34 +438,4 @@ fn event_step(t: &mut Timings, event: Option<Event>) -> Step {
         Some(Event::PowerOff) => Step::Stop(Exit::PowerOff),
         Some(Event::GuestFault(fault)) => Step::Crash(CrashKind::GuestFault(fault.to_string())),
     }
-}
-
-/// Puts the legacy devices every guest gets on the port bus.
-fn legacy_devices(pio: &mut Bus, serial: Arc<Mutex<Serial>>) -> Result<()> {
-    let i8042 = Arc::new(Mutex::new(I8042::default()));
-    let devices: [(u64, u64, ukvm_devices::bus::SharedDevice); 6] = [
-        (serial::COM1_BASE, serial::COM1_LEN, serial),
-        (
-            exit_ports::DEBUG_EXIT_PORT,
-            exit_ports::DEBUG_EXIT_LEN,
-            Arc::new(Mutex::new(DebugExit)),
-        ),
-        (
-            exit_ports::UKVM_PORT_BASE,
-            exit_ports::UKVM_PORT_LEN,
-            Arc::new(Mutex::new(UkvmPorts)),
-        ),
-        (i8042::DATA_PORT, 1, i8042.clone()),
-        (i8042::COMMAND_PORT, 1, i8042),
-        (
-            rtc::INDEX_PORT,
-            rtc::PORTS_LEN,
-            Arc::new(Mutex::new(Rtc::default())),
-        ),
-    ];
-    for (base, len, device) in devices {
-        pio.insert(base, len, device)
-            .map_err(|e| Error::Device(format!("port bus: {e}")))?;
-    }
-    Ok(())
 }

@@ -1,0 +1,150 @@
+//! Making the vCPU thread leave `KVM_RUN` from another thread.
+//!
+//! A device thread that raised an interrupt, a stop request, a debugger's
+//! Ctrl-C: each needs the vCPU thread back in ukvm promptly, whether it is
+//! inside `KVM_RUN` (the guest spins, or KVM sleeps for it in `hlt`), between
+//! two `KVM_RUN`s handling an exit, or sleeping in ukvm's own `hlt` wait.
+//! [`Kicker::kick`] covers all three:
+//!
+//! - it sets `kvm_run.immediate_exit`, so a `KVM_RUN` entered after the kick
+//!   returns `EINTR` at once: a kick that lands while the vCPU thread is
+//!   handling an exit is not lost;
+//! - it sends [`kick_signal`] to the vCPU thread, whose no-op handler makes
+//!   a `KVM_RUN` in progress return `EINTR`. The handler is installed with
+//!   `SA_RESTART`, so the other system calls of the vCPU thread (console
+//!   writes) do not see the signal;
+//! - it writes an eventfd that the vCPU thread's sleep (ukvm's `hlt`) polls.
+//!
+//! A signal is the only way to interrupt a running `KVM_RUN`; KVM checks
+//! `immediate_exit` only on entry. The vCPU thread clears the flag with
+//! [`Armed::clear`] after each `EINTR` and then looks at what it was kicked
+//! for; the kicker records that before kicking, so nothing is missed.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+/// The signal that interrupts `KVM_RUN`: `SIGRTMIN`. ukvm installs a no-op
+/// handler for it the first time a VM is created; embedders must leave it
+/// alone.
+pub fn kick_signal() -> libc::c_int {
+    libc::SIGRTMIN()
+}
+
+extern "C" fn on_kick(_: libc::c_int) {}
+
+/// Installs the no-op handler once per process: a signal disposition is
+/// process-wide by nature.
+fn install_handler() -> std::io::Result<()> {
+    static ONCE: Once = Once::new();
+    let mut result = Ok(());
+    ONCE.call_once(|| {
+        // SAFETY: a zeroed sigaction is valid; we fill the handler, an empty
+        // mask and the flags, and the handler does nothing (async-signal-safe).
+        unsafe {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = on_kick as extern "C" fn(libc::c_int) as usize;
+            act.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut act.sa_mask);
+            if libc::sigaction(kick_signal(), &act, std::ptr::null_mut()) != 0 {
+                result = Err(std::io::Error::last_os_error());
+            }
+        }
+    });
+    result
+}
+
+/// The vCPU thread while it runs the guest.
+#[derive(Clone, Copy)]
+struct Target {
+    thread: libc::pthread_t,
+    /// `kvm_run.immediate_exit` of the vCPU being run.
+    immediate_exit: *const AtomicU8,
+}
+
+// SAFETY: the pointer is only dereferenced under `Shared::target`'s lock,
+// and only while the vCPU thread has it registered, that is while its
+// `Armed` guard (which borrows the vCPU, keeping `kvm_run` mapped) lives.
+unsafe impl Send for Target {}
+
+struct Shared {
+    target: Mutex<Option<Target>>,
+    wake: EventFd,
+}
+
+/// Kicks the vCPU thread of one VM. Cheap to clone; `Send + Sync`.
+#[derive(Clone)]
+pub struct Kicker(Arc<Shared>);
+
+impl Kicker {
+    /// A kicker for a VM whose vCPU does not run yet. Installs the signal
+    /// handler on first use.
+    pub fn new() -> std::io::Result<Kicker> {
+        install_handler()?;
+        Ok(Kicker(Arc::new(Shared {
+            target: Mutex::new(None),
+            wake: EventFd::new(EFD_NONBLOCK)?,
+        })))
+    }
+
+    /// Makes the vCPU thread return from `KVM_RUN` (or from its `hlt` sleep)
+    /// as soon as possible. Record why before calling this.
+    pub fn kick(&self) {
+        // A full eventfd counter only means a wake-up is already pending.
+        let _ = self.0.wake.write(1);
+        let target = *ukvm_devices::bus::lock(&self.0.target);
+        if let Some(t) = target {
+            // SAFETY: registered targets point into a live kvm_run mapping
+            // (see `Target`); AtomicU8 has u8's layout.
+            unsafe { (*t.immediate_exit).store(1, Ordering::SeqCst) };
+            // SAFETY: the thread is alive while registered (it unregisters
+            // before leaving `Vm::run`). ESRCH cannot happen then; any error
+            // leaves immediate_exit to catch the next entry.
+            unsafe { libc::pthread_kill(t.thread, kick_signal()) };
+        }
+    }
+
+    /// Registers the calling thread as the one running `vcpu` until the
+    /// returned guard drops.
+    ///
+    /// # Safety
+    /// `vcpu` must outlive the guard (its `kvm_run` mapping is written by
+    /// kicks until then). The guard does not borrow it, so that the vCPU
+    /// thread can keep running the vCPU.
+    pub unsafe fn arm(&self, vcpu: &mut kvm_ioctls::VcpuFd) -> Armed {
+        let run = vcpu.get_kvm_run();
+        let immediate_exit = std::ptr::addr_of_mut!(run.immediate_exit) as *const AtomicU8;
+        // SAFETY: pthread_self has no preconditions.
+        let thread = unsafe { libc::pthread_self() };
+        *ukvm_devices::bus::lock(&self.0.target) = Some(Target {
+            thread,
+            immediate_exit,
+        });
+        Armed {
+            kicker: self.clone(),
+            immediate_exit,
+        }
+    }
+}
+
+/// The vCPU thread's registration; unregisters on drop.
+pub struct Armed {
+    kicker: Kicker,
+    immediate_exit: *const AtomicU8,
+}
+
+impl Armed {
+    /// Clears `immediate_exit` after `KVM_RUN` returned `EINTR`. Check what
+    /// the kick was for afterwards: a kick that comes later sets it again.
+    pub fn clear(&self) {
+        // SAFETY: `arm`'s contract keeps the vCPU and its kvm_run alive.
+        unsafe { (*self.immediate_exit).store(0, Ordering::SeqCst) };
+    }
+}
+
+impl Drop for Armed {
+    fn drop(&mut self) {
+        *ukvm_devices::bus::lock(&self.kicker.0.target) = None;
+        self.clear();
+    }
+}

@@ -1,0 +1,61 @@
+//! The Solo5 hvt machine: the hypercall device is its only device; `--disk`
+//! and `--net` attach to the guest's manifest (see `crate::hvt`).
+
+use super::{Devices, Machine};
+use crate::config::VmConfig;
+use crate::error::Result;
+use crate::hvt::Hvt;
+use kvm_ioctls::{VcpuFd, VmFd};
+use std::sync::{Arc, Mutex};
+use ukvm_boot::{Boot, BootParams};
+use ukvm_devices::serial::Serial;
+use ukvm_devices::Bus;
+use vm_memory::GuestMemoryMmap;
+
+/// An hvt guest and its attached devices.
+pub(crate) struct HvtMachine(Hvt);
+
+impl HvtMachine {
+    /// Reads the manifest and attaches `--disk`/`--net` to it.
+    pub(crate) fn new(name: &str, image: &[u8], cfg: &VmConfig) -> Result<Self> {
+        Hvt::new(
+            name,
+            image,
+            cfg.mem_bytes(),
+            &cfg.cmdline,
+            &cfg.disks,
+            &cfg.nets,
+        )
+        .map(HvtMachine)
+    }
+}
+
+impl Machine for HvtMachine {
+    fn load(
+        &self,
+        mem: &GuestMemoryMmap,
+        image: &[u8],
+        _params: &BootParams,
+    ) -> ukvm_boot::Result<Boot> {
+        self.0.load(mem, image)
+    }
+
+    fn configure_vcpu(&self, vcpu: &VcpuFd, mem: &GuestMemoryMmap) -> Result<()> {
+        self.0.set_cycle_freq(vcpu, mem)
+    }
+
+    fn attach(
+        self: Box<Self>,
+        _vm: &Arc<VmFd>,
+        mem: &GuestMemoryMmap,
+        serial: Arc<Mutex<Serial>>,
+    ) -> Result<Devices> {
+        let mut pio = Bus::new();
+        self.0.attach_bus(&mut pio, mem.clone(), serial)?;
+        Ok(Devices {
+            pio,
+            mmio: Bus::new(),
+            io: None,
+        })
+    }
+}

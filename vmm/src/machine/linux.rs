@@ -1,0 +1,54 @@
+//! The machine Linux-style kernels (PVH, vmlinux, bzImage) get: the PC
+//! machine plus what `crate::linux` describes (ACPI tables, KVM's irqchip
+//! and PIT with PC GSI routing, COM1's interrupt, the PM1a registers).
+
+use super::pc::PcMachine;
+use super::{Devices, Machine};
+use crate::config::VmConfig;
+use crate::error::Result;
+use crate::{linux, pci};
+use kvm_ioctls::VmFd;
+use std::sync::{Arc, Mutex};
+use ukvm_devices::irq::IrqTrigger;
+use ukvm_devices::serial::Serial;
+use ukvm_devices::Bus;
+use vm_memory::GuestMemoryMmap;
+
+/// A PC machine with Linux's additions.
+pub(crate) struct LinuxMachine(PcMachine);
+
+impl LinuxMachine {
+    /// Opens the PC machine's device backends.
+    pub(crate) fn new(cfg: &VmConfig) -> Result<Self> {
+        PcMachine::new(cfg).map(LinuxMachine)
+    }
+}
+
+impl Machine for LinuxMachine {
+    fn create_chips(&mut self, vm: &VmFd) -> Result<bool> {
+        // Linux needs its APICs even without devices.
+        pci::create_irqchip(vm)?;
+        linux::set_routing(vm)?;
+        Ok(true)
+    }
+
+    fn write_tables(&self, mem: &GuestMemoryMmap) -> Result<Option<u64>> {
+        linux::write_acpi(mem).map(Some)
+    }
+
+    fn serial_irq(&self, vm: &VmFd) -> Result<IrqTrigger> {
+        // Linux drives COM1 by interrupt once its 8250 driver is up.
+        linux::serial_irq(vm)
+    }
+
+    fn attach(
+        self: Box<Self>,
+        vm: &Arc<VmFd>,
+        mem: &GuestMemoryMmap,
+        serial: Arc<Mutex<Serial>>,
+    ) -> Result<Devices> {
+        let mut pio = Bus::new();
+        linux::add_pm(&mut pio)?;
+        self.0.attach_to(pio, vm, mem, serial)
+    }
+}

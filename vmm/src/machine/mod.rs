@@ -1,0 +1,95 @@
+//! The machines ukvm builds, one per kind of guest. `Vm::new` and the vCPU
+//! loop know nothing of formats: everything that differs between guests
+//! (which devices, an in-kernel irqchip or not, buses, ACPI, how the kernel
+//! is loaded) sits behind [`Machine`], and a new format is one new module
+//! here.
+//!
+//! - [`pc::PcMachine`]: Multiboot guests. The legacy ports (COM1, the exit
+//!   ports, i8042, RTC) and a PCI bus with the `--disk`/`--net` devices.
+//! - [`linux::LinuxMachine`]: PVH, vmlinux and bzImage. The PC machine plus
+//!   ACPI tables, KVM's irqchip and PIT, PC GSI routing, COM1's interrupt
+//!   and the PM1a registers (`crate::linux`).
+//! - [`hvt::HvtMachine`]: Solo5 hvt. Only the hypercall device
+//!   (`crate::hvt`): no PCI, no UART, no legacy ports.
+
+pub(crate) mod hvt;
+pub(crate) mod linux;
+pub(crate) mod pc;
+
+use crate::config::VmConfig;
+use crate::error::Result;
+use crate::io_thread::IoThread;
+use kvm_ioctls::{VcpuFd, VmFd};
+use std::sync::{Arc, Mutex};
+use ukvm_boot::{Boot, BootParams, Format};
+use ukvm_devices::irq::IrqTrigger;
+use ukvm_devices::serial::Serial;
+use ukvm_devices::Bus;
+use vm_memory::GuestMemoryMmap;
+
+/// What a machine put on the VM's buses.
+pub(crate) struct Devices {
+    pub pio: Bus,
+    pub mmio: Bus,
+    /// Serves device queues; present only when there are devices.
+    pub io: Option<IoThread>,
+}
+
+/// The wiring of one kind of guest, called by `Vm::new` in this order.
+pub(crate) trait Machine {
+    /// Creates what KVM needs before guest memory and the vCPU (the
+    /// in-kernel irqchip). Returns whether the VM has KVM's irqchip.
+    fn create_chips(&mut self, _vm: &VmFd) -> Result<bool> {
+        Ok(false)
+    }
+
+    /// Writes firmware tables the loader points the kernel at; returns the
+    /// ACPI RSDP's address if there is one.
+    fn write_tables(&self, _mem: &GuestMemoryMmap) -> Result<Option<u64>> {
+        Ok(None)
+    }
+
+    /// Loads the kernel into guest memory.
+    fn load(
+        &self,
+        mem: &GuestMemoryMmap,
+        image: &[u8],
+        params: &BootParams,
+    ) -> ukvm_boot::Result<Boot> {
+        ukvm_boot::load(mem, image, params)
+    }
+
+    /// Machine-specific vCPU state, after the boot protocol's.
+    fn configure_vcpu(&self, _vcpu: &VcpuFd, _mem: &GuestMemoryMmap) -> Result<()> {
+        Ok(())
+    }
+
+    /// COM1's interrupt line.
+    fn serial_irq(&self, _vm: &VmFd) -> Result<IrqTrigger> {
+        Ok(IrqTrigger::disconnected())
+    }
+
+    /// Puts the devices on the buses and starts the I/O thread.
+    fn attach(
+        self: Box<Self>,
+        vm: &Arc<VmFd>,
+        mem: &GuestMemoryMmap,
+        serial: Arc<Mutex<Serial>>,
+    ) -> Result<Devices>;
+}
+
+/// The machine for `format`. Opens device backends (disk images, TAPs)
+/// before any KVM object exists, so that a bad `--disk` or `--net` is one
+/// line of error and costs nothing.
+pub(crate) fn for_format(
+    format: Format,
+    name: &str,
+    image: &[u8],
+    cfg: &VmConfig,
+) -> Result<Box<dyn Machine>> {
+    Ok(match format {
+        Format::Solo5Hvt => Box::new(hvt::HvtMachine::new(name, image, cfg)?),
+        f if crate::linux::is_linux_style(f) => Box::new(linux::LinuxMachine::new(cfg)?),
+        _ => Box::new(pc::PcMachine::new(cfg)?),
+    })
+}
