@@ -1,5 +1,6 @@
 //! Completing one decoded instruction: software interrupts, `cmpxchg16b`,
-//! and the allowlisted classes that run on the host.
+//! `xgetbv` (in software, [`crate::xgetbv`]) and the allowlisted classes
+//! that run on the host.
 
 use crate::allow::{self, Class};
 use crate::host::{self, Frame, HostExec, AREA, GPR_ORDER};
@@ -29,7 +30,7 @@ pub struct State<'a> {
 
 impl State<'_> {
     /// Moves RIP past `insn` and writes the general registers back.
-    fn retire(&mut self, insn: &Instruction) -> Result<(), Fault> {
+    pub(crate) fn retire(&mut self, insn: &Instruction) -> Result<(), Fault> {
         self.regs.rip = match self.mode {
             Mode::Long => insn.next_ip(),
             Mode::Real | Mode::Protected16 => insn.next_ip() & 0xFFFF,
@@ -111,7 +112,7 @@ impl State<'_> {
     }
 }
 
-fn cpu_fault(e: crate::CpuError) -> Fault {
+pub(crate) fn cpu_fault(e: crate::CpuError) -> Fault {
     Fault::Other(e.to_string())
 }
 
@@ -134,6 +135,7 @@ pub fn execute(
         Code::Cmpxchg16b_m128 => cmpxchg16b(st, insn).map(|()| None),
         Code::Wait => fwait(st, insn).map(|()| None),
         Code::Iretw | Code::Iretd | Code::Iretq => iret(st, insn).map(|()| None),
+        Code::Xgetbv => crate::xgetbv::complete(st, insn).map(|()| None),
         _ => on_host(st, host, insn).map(|()| None),
     }
 }

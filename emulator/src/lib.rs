@@ -16,6 +16,8 @@
 //! - `cmpxchg16b` runs as a host `lock cmpxchg16b` on the guest page itself,
 //!   atomic with respect to every other thread touching guest memory;
 //! - `int3`/`int n` are delivered as interrupts with RIP past them;
+//! - `xgetbv` is completed in software (a read of the guest's XCR0, or of
+//!   XINUSE), see [`xgetbv`];
 //! - faults hardware would raise (#UD, #NM, #GP, #PF with CR2, #XM) are
 //!   injected instead of completing.
 //!
@@ -31,6 +33,7 @@ pub mod host;
 mod paging;
 #[cfg(test)]
 mod tests;
+mod xgetbv;
 mod xsave;
 #[cfg(test)]
 mod xsave_tests;
@@ -236,10 +239,15 @@ impl Emulator {
         let sregs = cpu.sregs()?;
         let mode = Mode::of(&sregs);
         let mmu = Mmu::from_sregs(&sregs);
-        let bytes = match kvm_bytes {
-            Some(b) if !b.is_empty() => b[..b.len().min(MAX_INSN_LEN)].to_vec(),
-            _ => fetch(mem, &mmu, sregs.cs.base.wrapping_add(regs.rip), mode),
+        let linear = sregs.cs.base.wrapping_add(regs.rip);
+        let mut bytes = match kvm_bytes {
+            Some(b) => b[..b.len().min(MAX_INSN_LEN)].to_vec(),
+            None => Vec::new(),
         };
+        // KVM hands only the bytes up to the end of RIP's page: an
+        // instruction that straddles a page boundary continues on the next
+        // page, which only the guest's page tables can locate.
+        fetch(mem, &mmu, linear, mode, &mut bytes);
         let diagnose = |insn: Option<&Instruction>, reason: String| {
             let len = insn.map_or(bytes.len(), |i| i.len().min(bytes.len()));
             Error::Uncompletable(Diagnosis {
@@ -302,16 +310,16 @@ impl Emulator {
     }
 }
 
-/// Reads up to 15 instruction bytes at `linear`, stopping at the first byte
-/// that cannot be read (the instruction may end before it).
-fn fetch(mem: &GuestMemoryMmap, mmu: &Mmu, linear: u64, mode: Mode) -> Vec<u8> {
+/// Extends `bytes`, the instruction bytes known from `linear` on, to 15
+/// by reading guest memory, stopping at the first byte that cannot be read
+/// (the instruction may end before it).
+fn fetch(mem: &GuestMemoryMmap, mmu: &Mmu, linear: u64, mode: Mode, bytes: &mut Vec<u8>) {
     let mask = if mode == Mode::Long {
         u64::MAX
     } else {
         0xFFFF_FFFF
     };
-    let mut bytes = Vec::with_capacity(MAX_INSN_LEN);
-    for i in 0..MAX_INSN_LEN as u64 {
+    for i in bytes.len() as u64..MAX_INSN_LEN as u64 {
         let mut b = [0u8];
         if mmu
             .read(mem, linear.wrapping_add(i) & mask, &mut b)
@@ -321,5 +329,43 @@ fn fetch(mem: &GuestMemoryMmap, mmu: &Mmu, linear: u64, mode: Mode) -> Vec<u8> {
         }
         bytes.push(b[0]);
     }
-    bytes
+}
+
+#[cfg(test)]
+mod fetch_tests {
+    use crate::tests::{memory, paged32};
+    use crate::Emulator;
+    use iced_x86::Mnemonic;
+    use vm_memory::{Bytes, GuestAddress};
+
+    #[test]
+    fn an_instruction_straddling_a_page_is_completed_from_the_page_tables() {
+        let mem = memory();
+        let mut cpu = paged32(&mem);
+        // Linear page 0x401000 maps guest-physical 0x300000, not the
+        // physically next page, so only a walk finds the rest.
+        mem.write_obj(0x30_0000u32 | 1, GuestAddress(0x11004))
+            .unwrap();
+        // mulps xmm0, [0x2000]: 0f 59 05 00 20 00 00, four bytes before the
+        // page end and three after it.
+        cpu.regs.rip = 0x40_0FFC;
+        let head = [0x0F, 0x59, 0x05, 0x00];
+        mem.write_slice(&head, GuestAddress(0x20_0FFC)).unwrap();
+        mem.write_slice(&[0x20, 0x00, 0x00], GuestAddress(0x30_0000))
+            .unwrap();
+        // What the physically next page holds would address other memory.
+        mem.write_obj(0x55u8, GuestAddress(0x20_1000)).unwrap();
+        for i in 0..4 {
+            mem.write_obj(3.0f32.to_bits(), GuestAddress(0x2000 + 4 * i))
+                .unwrap();
+        }
+        cpu.set_xmm(0, [2.0f32.to_bits(); 4]);
+        // KVM reports only the bytes up to the page end.
+        let done = Emulator::new()
+            .complete(&mut cpu, &mem, Some(&head))
+            .unwrap();
+        assert_eq!(done.mnemonic, Mnemonic::Mulps);
+        assert_eq!(cpu.xmm(0), [6.0f32.to_bits(); 4]);
+        assert_eq!(cpu.regs.rip, 0x40_1003);
+    }
 }
