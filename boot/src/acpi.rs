@@ -11,8 +11,9 @@
 //!   i8042): SCI on IRQ 9, no SMI command port (the machine starts in ACPI
 //!   mode), a PM1a event block and a PM1a control block on I/O ports, and
 //!   `IAPC_BOOT_ARCH` = legacy devices, 8042, no VGA, no MSI. Linux's
-//!   `poweroff` writes SLP_TYP = 5 ([`SLP_TYP_S5`], from `\_S5`) with SLP_EN
-//!   to the control block, which the monitor turns into the end of the run.
+//!   `poweroff` writes SLP_TYP = [`Machine::slp_typ_s5`] (from `\_S5`) with
+//!   SLP_EN to the control block, which the monitor turns into the end of
+//!   the run.
 //! - **FACS**, which a FADT of this kind points at.
 //! - **MADT**: one local APIC (ID 0), the IOAPIC at [`IOAPIC_ADDR`] with GSI
 //!   base 0, the interrupt source override ISA IRQ 0 → GSI 2 (the PC
@@ -45,8 +46,6 @@ pub const OEM_ID: [u8; 6] = *b"UKVM  ";
 pub const IOAPIC_ADDR: u32 = 0xfec0_0000;
 /// Guest physical address of the local APIC.
 pub const LAPIC_ADDR: u32 = 0xfee0_0000;
-/// The SLP_TYP value of `\_S5` (soft off).
-pub const SLP_TYP_S5: u8 = 5;
 /// ISA IRQ the PIT raises, and the GSI (IOAPIC pin) it is wired to.
 pub const TIMER_IRQ: u8 = 0;
 /// IOAPIC pin of the timer (override of [`TIMER_IRQ`]).
@@ -75,6 +74,9 @@ pub struct Machine {
     pub pm1a_evt: u16,
     /// I/O port of the PM1a control register (2 bytes).
     pub pm1a_cnt: u16,
+    /// The SLP_TYP value of `\_S5` (soft off): what the PM1a control
+    /// register takes as S5.
+    pub slp_typ_s5: u8,
 }
 
 /// Writes the tables for `machine` at [`layout::ACPI_ADDR`] and returns the
@@ -203,7 +205,8 @@ fn dsdt(machine: &Machine) -> Vec<u8> {
         "\\_SB_".into(),
         vec![&pci_host_bridge(machine)],
     )));
-    let s5 = aml::Package::new(vec![&SLP_TYP_S5, &SLP_TYP_S5, &0u8, &0u8]);
+    let typ = machine.slp_typ_s5;
+    let s5 = aml::Package::new(vec![&typ, &typ, &0u8, &0u8]);
     t.append_slice(&aml_bytes(&aml::Name::new("_S5_".into(), &s5)));
     t.as_slice().to_vec()
 }
@@ -279,11 +282,12 @@ mod tests {
     fn machine() -> Machine {
         Machine {
             pci_irqs: (1..32u8)
-                .map(|s| (s, [5, 9, 10, 11, 3, 7][(s as usize - 1) % 6]))
+                .map(|s| (s, [10, 11, 9, 5][(s as usize - 1) % 4]))
                 .collect(),
             sci_irq: 9,
             pm1a_evt: 0x600,
             pm1a_cnt: 0x604,
+            slp_typ_s5: 0,
         }
     }
 
@@ -404,9 +408,7 @@ mod tests {
             overrides,
             [
                 (0, 2, 0),
-                (3, 3, 0xf),
                 (5, 5, 0xf),
-                (7, 7, 0xf),
                 (9, 9, 0xf),
                 (10, 10, 0xf),
                 (11, 11, 0xf)
@@ -440,10 +442,10 @@ mod tests {
             assert!(at.is_some(), "slot {slot} -> IRQ {irq} missing from _PRT");
         }
         assert_eq!(m.pci_irqs.len(), 31);
-        // Name(_S5_, Package(4) { 5, 5, 0, 0 })
+        // Name(_S5_, Package(4) { 0, 0, 0, 0 }): PIIX4's S5, as in QEMU's DSDT.
         assert!(find(
             dsdt,
-            &[0x08, b'_', b'S', b'5', b'_', 0x12, 0x08, 0x04, 0x0a, 5, 0x0a, 5, 0, 0]
+            &[0x08, b'_', b'S', b'5', b'_', 0x12, 0x06, 0x04, 0, 0, 0, 0]
         )
         .is_some());
         // _CRS windows: bus 0-255, config ports, the MMIO hole below the IOAPIC.

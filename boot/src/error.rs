@@ -46,6 +46,15 @@ pub enum Error {
     },
     #[error("command line is {len} bytes; at most {max} are supported")]
     CmdlineTooLong { len: usize, max: usize },
+    #[error(
+        "command line is {len} bytes with the kernel name ({name_len} bytes and a space) \
+         that Multiboot kernels get first; at most {max} are supported"
+    )]
+    MultibootCmdlineTooLong {
+        len: usize,
+        name_len: usize,
+        max: usize,
+    },
     #[error("command line contains a NUL byte at offset {0}")]
     CmdlineNul(usize),
     #[error("too many modules ({count}; at most {max})")]

@@ -11,10 +11,12 @@
 //! 0x0000_7000  Linux zero page (boot_params)
 //! 0x0000_8000  kernel command line (4 KiB)
 //! 0x0000_9000  page tables for 64-bit entry (PML4, PDPT, 4 PDs: 4 GiB)
-//! 0x0009_FC00  EBDA / VGA / ROM hole (reported reserved)
+//! 0x0009_FC00  EBDA (reported reserved), then the VGA/ROM window (not reported)
 //! 0x000E_0000  ACPI tables (RSDP first, where Linux's scan finds it)
+//! 0x000F_0000  BIOS area (reported reserved)
 //! 0x0010_0000  kernel
-//! 0xC000_0000  MMIO hole: PCI BARs, IOAPIC, LAPIC (no RAM)
+//! 0xC000_0000  MMIO hole: PCI BARs, IOAPIC, LAPIC (no RAM, not reported)
+//! 0xFFFC_0000  BIOS ROM (reported reserved)
 //! 0x1_0000_0000  RAM above 3 GiB continues here
 //! ```
 
@@ -60,6 +62,12 @@ pub const ACPI_ADDR: u64 = 0xe_0000;
 pub const BOOT_AREA_END: u64 = 0x10000;
 /// Start of the reserved EBDA/VGA/ROM range under 1 MiB.
 pub const EBDA_START: u64 = 0x9fc00;
+/// End of the EBDA, where the VGA window starts.
+pub const EBDA_END: u64 = 0xa0000;
+/// Start of the system BIOS area below 1 MiB.
+pub const BIOS_START: u64 = 0xf0000;
+/// Start of the BIOS ROM's mapping below 4 GiB (SeaBIOS's 256 KiB).
+pub const BIOS_ROM_START: u64 = 0xfffc_0000;
 /// Where "high" memory starts.
 pub const HIGH_MEM_START: u64 = 0x10_0000;
 /// Start of the MMIO hole below 4 GiB.
@@ -107,9 +115,13 @@ pub struct MemoryRange {
     pub kind: MemoryType,
 }
 
-/// The memory map every boot protocol reports (Multiboot mmap, E820): low
-/// RAM, the EBDA/ROM hole, RAM from 1 MiB (Rumprun needs an entry starting
-/// exactly there), the MMIO hole, and RAM above 4 GiB if any.
+/// The memory map every boot protocol reports (Multiboot mmap, E820),
+/// entry for entry what SeaBIOS reports through QEMU's Multiboot loader:
+/// low RAM, the EBDA and the BIOS area reserved with the VGA/ROM window
+/// between them left out, RAM from 1 MiB (Rumprun needs an entry starting
+/// exactly there), the BIOS ROM below 4 GiB reserved, and RAM above 4 GiB
+/// if any. The MMIO hole is not reported, as on a PC; Unikraft refuses a
+/// map whose reserved ranges differ from that (libkvmplat memory.c).
 pub fn memory_map(mem_size: u64) -> Vec<MemoryRange> {
     let low_end = low_ram_end(mem_size);
     let range = |start, end, kind| MemoryRange {
@@ -119,9 +131,10 @@ pub fn memory_map(mem_size: u64) -> Vec<MemoryRange> {
     };
     let mut map = vec![
         range(0, EBDA_START, MemoryType::Available),
-        range(EBDA_START, HIGH_MEM_START, MemoryType::Reserved),
+        range(EBDA_START, EBDA_END, MemoryType::Reserved),
+        range(BIOS_START, HIGH_MEM_START, MemoryType::Reserved),
         range(HIGH_MEM_START, low_end, MemoryType::Available),
-        range(MMIO_HOLE_START, FOUR_GIB, MemoryType::Reserved),
+        range(BIOS_ROM_START, FOUR_GIB, MemoryType::Reserved),
     ];
     if mem_size > low_end {
         map.push(range(
@@ -210,18 +223,36 @@ mod tests {
                 kind: MemoryType::Available
             }
         );
-        assert_eq!(map[2].start, HIGH_MEM_START);
-        assert_eq!(map[2].start + map[2].len, 64 << 20);
-        assert_eq!(map[2].kind, MemoryType::Available);
-        assert_eq!(map.len(), 4);
+        assert_eq!(map[3].start, HIGH_MEM_START);
+        assert_eq!(map[3].start + map[3].len, 64 << 20);
+        assert_eq!(map[3].kind, MemoryType::Available);
+        assert_eq!(map.len(), 5);
         let big = memory_map(5 << 30);
         assert_eq!(
-            big[4],
+            big[5],
             MemoryRange {
                 start: FOUR_GIB,
                 len: 2 << 30,
                 kind: MemoryType::Available
             }
+        );
+    }
+
+    #[test]
+    fn memory_map_is_what_seabios_reports() {
+        let map: Vec<_> = memory_map(64 << 20)
+            .iter()
+            .map(|r| (r.start, r.start + r.len, r.kind as u32))
+            .collect();
+        assert_eq!(
+            map,
+            [
+                (0, 0x9fc00, 1),
+                (0x9fc00, 0xa0000, 2),
+                (0xf0000, 0x100000, 2),
+                (0x100000, 64 << 20, 1),
+                (0xfffc0000, 1 << 32, 2),
+            ]
         );
     }
 

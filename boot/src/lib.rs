@@ -146,6 +146,10 @@ pub struct Module<'a> {
 pub struct BootParams<'a> {
     /// Kernel command line (without the terminating NUL).
     pub cmdline: String,
+    /// The kernel's file name. A Multiboot kernel gets it as the first
+    /// word of its command line, as GRUB and QEMU pass it; other formats
+    /// ignore it.
+    pub kernel_name: String,
     /// Modules loaded after the kernel, in order (Multiboot only).
     pub modules: Vec<Module<'a>>,
     /// Initial ramdisk (Linux and PVH only).
@@ -213,6 +217,7 @@ pub fn load(mem: &GuestMemoryMmap, image: &[u8], params: &BootParams) -> Result<
         return Err(Error::EmptyImage);
     }
     layout::check_cmdline(&params.cmdline)?;
+    layout::check_cmdline(&params.kernel_name)?;
     bios::write_bda(mem)?;
     cpu::write_gdt(mem)?;
     match detect(image)? {

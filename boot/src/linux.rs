@@ -515,8 +515,8 @@ pub(crate) mod tests {
         let (rd, rd_size) = (zp.hdr.ramdisk_image, zp.hdr.ramdisk_size);
         assert_eq!((rd, rd_size), (((MEM - 5000) & !0xfff) as u32, 5000));
         assert_eq!(boot.initrd, Some((u64::from(rd), 5000)));
-        assert_eq!(zp.e820_entries, 4);
-        let e = zp.e820_table[2];
+        assert_eq!(zp.e820_entries, 5);
+        let e = zp.e820_table[3];
         let (a, s, t) = (e.addr, e.size, e.r#type);
         assert_eq!((a, s, t), (0x10_0000, MEM - 0x10_0000, 1));
     }

@@ -374,9 +374,25 @@ fn write_mmap(mem: &GuestMemoryMmap, mem_size: u64) -> Result<u32> {
     Ok(bytes.len() as u32)
 }
 
+/// The command line as GRUB and QEMU's Multiboot loader pass it: the
+/// kernel's file name, a space, then the user's command line (QEMU formats
+/// "%s %s", so an empty command line leaves a trailing space). Solo5's
+/// virtio bindings drop the first word; Unikraft takes it as argv[0].
+pub fn command_line(params: &BootParams) -> Result<String> {
+    let line = format!("{} {}", params.kernel_name, params.cmdline);
+    if line.len() > layout::CMDLINE_MAX {
+        return Err(Error::MultibootCmdlineTooLong {
+            len: line.len(),
+            name_len: params.kernel_name.len(),
+            max: layout::CMDLINE_MAX,
+        });
+    }
+    Ok(line)
+}
+
 fn write_info(mem: &GuestMemoryMmap, params: &BootParams, mem_size: u64) -> Result<()> {
     let mmap_len = write_mmap(mem, mem_size)?;
-    write_cstr(mem, layout::CMDLINE_ADDR, &params.cmdline)?;
+    write_cstr(mem, layout::CMDLINE_ADDR, &command_line(params)?)?;
     write_cstr(mem, layout::MB_LOADER_NAME_ADDR, LOADER_NAME)?;
     let upper_kb = (layout::low_ram_end(mem_size) - layout::HIGH_MEM_START) / 1024;
     let mut info = [0u32; 29]; // 116 bytes, the whole Multiboot 1 structure.
@@ -432,6 +448,7 @@ mod tests {
     fn params() -> BootParams<'static> {
         BootParams {
             cmdline: "hello world".into(),
+            kernel_name: "/boot/k.bin".into(),
             ..Default::default()
         }
     }
@@ -469,23 +486,23 @@ mod tests {
         );
         assert_eq!(u32_at(&mem, info + 4), 639);
         assert_eq!(u32_at(&mem, info + 8), ((MEM - 0x100000) / 1024) as u32);
-        let mut cmd = [0u8; 12];
+        let mut cmd = [0u8; 24];
         mem.read_slice(&mut cmd, GuestAddress(u64::from(u32_at(&mem, info + 16))))
             .unwrap();
-        assert_eq!(&cmd, b"hello world\0");
+        assert_eq!(&cmd, b"/boot/k.bin hello world\0");
         let mut name = [0u8; 5];
         mem.read_slice(&mut name, GuestAddress(u64::from(u32_at(&mem, info + 64))))
             .unwrap();
         assert_eq!(&name, b"ukvm\0");
         let mmap = u64::from(u32_at(&mem, info + 48));
-        assert_eq!(u32_at(&mem, info + 44), 4 * 24);
-        // Entry 0: [0, 0x9fc00) available; entry 2: available from 1 MiB.
+        assert_eq!(u32_at(&mem, info + 44), 5 * 24);
+        // Entry 0: [0, 0x9fc00) available; entry 3: available from 1 MiB.
         assert_eq!(u32_at(&mem, mmap), 20);
         let base0: u64 = mem.read_obj(GuestAddress(mmap + 4)).unwrap();
         let len0: u64 = mem.read_obj(GuestAddress(mmap + 12)).unwrap();
         assert_eq!((base0, len0, u32_at(&mem, mmap + 20)), (0, 0x9fc00, 1));
-        let base2: u64 = mem.read_obj(GuestAddress(mmap + 48 + 4)).unwrap();
-        assert_eq!((base2, u32_at(&mem, mmap + 48 + 20)), (0x100000, 1));
+        let base3: u64 = mem.read_obj(GuestAddress(mmap + 72 + 4)).unwrap();
+        assert_eq!((base3, u32_at(&mem, mmap + 72 + 20)), (0x100000, 1));
     }
 
     #[test]
@@ -523,6 +540,20 @@ mod tests {
         assert_eq!(boot.format, Format::MultibootElf);
         assert_eq!(boot.entry, 0x200010);
         assert_eq!(boot.kernel_end, 0x200000 + 64 + 4096);
+    }
+
+    #[test]
+    fn command_line_is_the_kernel_name_a_space_and_the_rest_as_qemu_passes_it() {
+        let mut p = params();
+        assert_eq!(command_line(&p).unwrap(), "/boot/k.bin hello world");
+        p.cmdline.clear();
+        assert_eq!(command_line(&p).unwrap(), "/boot/k.bin ");
+        p.cmdline = "x".repeat(layout::CMDLINE_MAX - 5);
+        assert!(matches!(
+            command_line(&p),
+            Err(Error::MultibootCmdlineTooLong { len, name_len: 11, .. })
+                if len == layout::CMDLINE_MAX + 7
+        ));
     }
 
     fn err_of(image: &[u8]) -> String {

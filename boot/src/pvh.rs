@@ -183,11 +183,11 @@ pub(crate) mod tests {
         assert_eq!((boot.entry, boot.regs.rbx), (0x20_0010, 0x6000));
         let info: hvm_start_info = mem.read_obj(GuestAddress(0x6000)).unwrap();
         assert_eq!(info.magic, XEN_HVM_START_MAGIC_VALUE);
-        assert_eq!((info.nr_modules, info.memmap_entries), (1, 4));
+        assert_eq!((info.nr_modules, info.memmap_entries), (1, 5));
         assert_eq!(info.cmdline_paddr, layout::CMDLINE_ADDR);
         let module: hvm_modlist_entry = mem.read_obj(GuestAddress(info.modlist_paddr)).unwrap();
         assert_eq!((module.paddr, module.size), ((MEM - 100) & !0xfff, 100));
-        let e: hvm_memmap_table_entry = mem.read_obj(GuestAddress(info.memmap_paddr + 48)).unwrap();
+        let e: hvm_memmap_table_entry = mem.read_obj(GuestAddress(info.memmap_paddr + 72)).unwrap();
         assert_eq!((e.addr, e.size, e.type_), (0x10_0000, MEM - 0x10_0000, 1));
     }
 

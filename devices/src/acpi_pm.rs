@@ -1,6 +1,10 @@
-//! The ACPI PM1a event and control registers, present for one reason:
-//! Linux's `poweroff` (and any ACPI OS entering S5) writes SLP_TYP = 5 with
-//! SLP_EN to PM1a_CNT, which ends the run as a power-off.
+//! The ACPI PM1a event and control registers, where QEMU's PC (PIIX4 PM)
+//! has them, present for one reason: entering S5 ends the run as a
+//! power-off. Linux's `poweroff` (any ACPI OS) writes `\_S5`'s SLP_TYP
+//! with SLP_EN to PM1a_CNT; Unikraft and other guests built for QEMU write
+//! 0x2000 (SLP_EN, SLP_TYP 0: PIIX4's S5) to port 0x604 without reading
+//! ACPI at all. ukvm's DSDT says `\_S5` is 0, as QEMU's does, so both are
+//! the same write.
 //!
 //! Six ports from [`PM1A_EVT_PORT`]: PM1a_STS (2 bytes, write 1 to clear),
 //! PM1a_EN (2 bytes), then PM1a_CNT (2 bytes). The machine is always in
@@ -19,8 +23,9 @@ pub const PM1A_CNT_PORT: u64 = PM1A_EVT_PORT + PM1_EVT_LEN;
 pub const PM1_CNT_LEN: u64 = 2;
 /// Ports the device occupies from [`PM1A_EVT_PORT`].
 pub const PORTS_LEN: u64 = PM1_EVT_LEN + PM1_CNT_LEN;
-/// SLP_TYP of S5 (soft off), as the DSDT's `\_S5` declares it.
-pub const SLP_TYP_S5: u16 = 5;
+/// SLP_TYP of S5 (soft off) on QEMU's PIIX4 PM, which the DSDT's `\_S5`
+/// declares.
+pub const SLP_TYP_S5: u16 = 0;
 /// PM1_CNT: SCI_EN, the machine is in ACPI mode.
 const SCI_EN: u16 = 1 << 0;
 /// PM1_CNT: SLP_EN, enter the state in SLP_TYP (write-only).
@@ -98,6 +103,11 @@ mod tests {
     #[test]
     fn s5_with_slp_en_powers_off() {
         let mut pm = AcpiPm::default();
+        // What Unikraft does first: outw(0x604, 0x2000).
+        assert_eq!(
+            pm.write(PM1A_EVT_PORT, 4, &0x2000u16.to_le_bytes()),
+            Some(Event::PowerOff)
+        );
         // Linux writes SLP_TYP first, then SLP_TYP | SLP_EN.
         let typ = (SLP_TYP_S5 << SLP_TYP_SHIFT) | SCI_EN;
         assert_eq!(pm.write(PM1A_EVT_PORT, 4, &typ.to_le_bytes()), None);
@@ -113,7 +123,7 @@ mod tests {
     #[test]
     fn other_sleep_states_are_ignored() {
         let mut pm = AcpiPm::default();
-        for typ in [0u16, 1, 3, 4, 7] {
+        for typ in [1u16, 3, 4, 5, 7] {
             let v = (typ << SLP_TYP_SHIFT) | SLP_EN;
             assert_eq!(pm.write(PM1A_EVT_PORT, 4, &v.to_le_bytes()), None, "{typ}");
         }

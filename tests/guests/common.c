@@ -146,11 +146,21 @@ void kprintf(const char *fmt, ...)
 
 /* ---- Multiboot information ---------------------------------------------- */
 
-const char *mb_cmdline(const struct mb_info *mbi)
+const char *mb_raw_cmdline(const struct mb_info *mbi)
 {
     if (!(mbi->flags & MB_INFO_CMDLINE) || !mbi->cmdline)
         return "";
     return (const char *)mbi->cmdline;
+}
+
+const char *mb_cmdline(const struct mb_info *mbi)
+{
+    /* GRUB, QEMU and ukvm put the kernel's file name first: skip that
+     * word and the one space after it, as Solo5's virtio bindings do. */
+    const char *s = mb_raw_cmdline(mbi);
+    while (*s && *s != ' ')
+        s++;
+    return *s ? s + 1 : s;
 }
 
 const char *mb_loader_name(const struct mb_info *mbi)

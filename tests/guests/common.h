@@ -108,7 +108,10 @@ const struct mb_mmap_entry *mmap_first(const struct mb_info *mbi);
 const struct mb_mmap_entry *mmap_next(const struct mb_info *mbi,
                                       const struct mb_mmap_entry *e);
 
-/* The command line / loader name, or "" when the loader gave none. */
+/* The command line as the loader gave it ("<kernel file name> <args>"),
+ * the command line without that first word, and the loader name; ""
+ * when the loader gave none. */
+const char *mb_raw_cmdline(const struct mb_info *mbi);
 const char *mb_cmdline(const struct mb_info *mbi);
 const char *mb_loader_name(const struct mb_info *mbi);
 

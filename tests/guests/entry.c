@@ -223,6 +223,9 @@ void guest_main(u32 magic, const struct mb_info *mbi)
     check_memory(mbi);
 
     check((mbi->flags & MB_INFO_CMDLINE) != 0, 0, "cmdline", "no command line");
+    const char *raw = mb_raw_cmdline(mbi);
+    check(raw[0] != ' ' && raw[0] && mb_cmdline(mbi) != raw, 0, "cmdline_name",
+          "no kernel name first: \"%s\"", raw);
     kprintf("cmdline: %s\n", mb_cmdline(mbi));
 
     const char *name = mb_loader_name(mbi);

@@ -9,11 +9,14 @@
  *   quiet    print nothing: just signal ready and exit (boot benchmarks)
  *   reset    after printing, reset the machine through the i8042
  *            (command 0xFE to port 0x64), as Linux's reboot=k does
+ *   poweroff after printing, write S5 to QEMU's PIIX4 PM1a_CNT (0x2000 to
+ *            port 0x604), as Unikraft does
  */
 #include "common.h"
 
 static void print_info(const struct mb_info *mbi)
 {
+    kprintf("raw cmdline: %s\n", mb_raw_cmdline(mbi));
     kprintf("cmdline: %s\n", mb_cmdline(mbi));
     kprintf("boot loader: %s\n", mb_loader_name(mbi));
 
@@ -57,6 +60,10 @@ void guest_main(u32 magic, const struct mb_info *mbi)
     if (cmdline_has(cmdline, "reset")) {
         serial_puts("resetting\n");
         outb(0x64, 0xfe);
+    }
+    if (cmdline_has(cmdline, "poweroff")) {
+        serial_puts("powering off\n");
+        __asm__ volatile("outw %0, %1" : : "a"((u16)0x2000), "Nd"((u16)0x604));
     }
     kprintf("exiting with %u\n", status);
     exit_status((u8)status);

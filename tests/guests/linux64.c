@@ -9,8 +9,9 @@
  *
  * The command line says what to expect: "mem_mib=N" and, with an initrd,
  * "initrd_len=N"; the initrd must start with "UKVM-INITRD". With
- * "poweroff" it ends by entering ACPI S5 (SLP_TYP 5 | SLP_EN to PM1a_CNT,
- * as Linux's poweroff does) instead of writing port 0x511.
+ * "poweroff" it ends by entering ACPI S5 (the DSDT's \_S5 SLP_TYP, 0 as on
+ * QEMU's PIIX4, | SLP_EN to PM1a_CNT, as Linux's poweroff does) instead of
+ * writing port 0x511.
  */
 #include "common.h"
 
@@ -95,9 +96,10 @@ static void check_initrd(const u8 *zp, const char *cmdline, u32 mem_bytes)
           "does not start with UKVM-INITRD", addr);
 }
 
-/* ACPI: ukvm's PM1a control register, S5 and SLP_EN. */
+/* ACPI: ukvm's PM1a control register, S5 (PIIX4's SLP_TYP 0, what the
+ * DSDT's \_S5 says) and SLP_EN. */
 #define PM1A_CNT   0x604
-#define SLP_TYP_S5 (5 << 10)
+#define SLP_TYP_S5 (0 << 10)
 #define SLP_EN     (1 << 13)
 
 static void check_acpi(const u8 *zp)

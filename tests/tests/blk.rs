@@ -61,7 +61,7 @@ fn iso_label_is_read_and_writes_are_refused() {
     assert_eq!(out.status, Some(0), "{out:?}");
     let lines = out.lines();
     assert!(
-        lines[0].starts_with("blk0: slot 1 io 0x6000 irq 5 "),
+        lines[0].starts_with("blk0: slot 1 io 0x6000 irq 10 "),
         "{lines:?}"
     );
     assert!(lines[0].ends_with(" ro 1"), "{lines:?}");
@@ -100,7 +100,7 @@ fn two_disks_appear_in_command_line_order() {
         let name = |p: &PathBuf| if *p == one { "DISK_ONE" } else { "DISK_TWO" };
         assert_eq!(labels, vec![name(first), name(second)], "{out:?}");
         assert!(
-            out.stdout.contains("blk1: slot 2 io 0x6100 irq 9 "),
+            out.stdout.contains("blk1: slot 2 io 0x6100 irq 11 "),
             "{out:?}"
         );
     }
@@ -169,7 +169,7 @@ fn completion_interrupt_reaches_the_guest_pic() {
     assert_eq!(out.status, Some(0), "{out:?}");
     assert!(
         out.stdout
-            .contains("blk0: read completed by interrupt on irq 5 (used len 513)"),
+            .contains("blk0: read completed by interrupt on irq 10 (used len 513)"),
         "{out:?}"
     );
 }

@@ -60,9 +60,34 @@ fn reset_and_halt_are_distinct_exits() {
     let (result, text) = boot("hello", "reset");
     assert_eq!(result.unwrap(), Exit::Reset);
     assert!(text.ends_with("resetting\n"), "{text}");
+    // S5 through PIIX4's PM1a_CNT, what Unikraft writes before 0x501.
+    let (result, text) = boot("hello", "poweroff exit=7");
+    assert_eq!(result.unwrap(), Exit::PowerOff);
+    assert!(text.ends_with("powering off\n"), "{text}");
     let (result, text) = boot("halt", "");
     assert_eq!(result.unwrap(), Exit::Halted);
     assert!(text.contains("halt: halting"));
+}
+
+#[test]
+fn library_users_name_the_kernel_for_the_multiboot_command_line() {
+    if !kvm_available() {
+        return;
+    }
+    let out = Buffer::default();
+    let mut vm = VmConfig::new()
+        .kernel_path(guest("hello"))
+        .kernel_name("nginx.bin")
+        .cmdline("exit=3")
+        .serial(Box::new(out.clone()))
+        .build()
+        .unwrap();
+    assert_eq!(vm.run().unwrap(), Exit::Code(3));
+    assert!(out.text().contains("raw cmdline: nginx.bin exit=3\n"));
+    // Without a name, the path as given (QEMU's -kernel does the same).
+    let (_, text) = boot("hello", "");
+    let want = format!("raw cmdline: {} \n", guest("hello").display());
+    assert!(text.contains(&want), "{text}");
 }
 
 #[test]

@@ -283,16 +283,17 @@ fn debian_bzimage_loads_with_a_correct_zero_page() {
     assert!(rd < u64::from(le32(&bz, 0x22c)), "below initrd_addr_max");
     assert_eq!(le32(&zp, 0x21c) as usize, INITRD_LEN, "ramdisk_size");
     assert_eq!(read(&vm, rd, 11), b"UKVM-INITRD");
-    // E820: the Multiboot memory map's four ranges.
-    assert_eq!(zp[0x1e8], 4);
+    // E820: the Multiboot memory map's five ranges (SeaBIOS's).
+    assert_eq!(zp[0x1e8], 5);
     let entry = |i: usize| {
         let at = 0x2d0 + 20 * i;
         (le64(&zp, at), le64(&zp, at + 8), le32(&zp, at + 16))
     };
     assert_eq!(entry(0), (0, 0x9fc00, 1));
-    assert_eq!(entry(1), (0x9fc00, 0x60400, 2));
-    assert_eq!(entry(2), (0x10_0000, MEM - 0x10_0000, 1));
-    assert_eq!(entry(3), (0xc000_0000, 0x4000_0000, 2));
+    assert_eq!(entry(1), (0x9fc00, 0x400, 2));
+    assert_eq!(entry(2), (0xf_0000, 0x1_0000, 2));
+    assert_eq!(entry(3), (0x10_0000, MEM - 0x10_0000, 1));
+    assert_eq!(entry(4), (0xfffc_0000, 0x4_0000, 2));
     // acpi_rsdp_addr (boot_params offset 0x70) points at ukvm's RSDP.
     assert_eq!(le64(&zp, 0x70), 0xe_0000, "acpi_rsdp_addr");
     assert_eq!(read(&vm, 0xe_0000, 8), b"RSD PTR ");
@@ -330,12 +331,12 @@ fn debian_vmlinux_boots_as_pvh_and_without_the_note_as_linux64() {
         cstr_at(&vm, le64(&si, 24)),
         "console=ttyS0 ukvm-loader-test"
     );
-    assert_eq!(le32(&si, 48), 4, "memmap_entries");
+    assert_eq!(le32(&si, 48), 5, "memmap_entries");
     assert_eq!(le64(&si, 32), 0xe_0000, "rsdp_paddr");
     assert_eq!(read(&vm, 0xe_0000, 8), b"RSD PTR ");
-    let map = read(&vm, le64(&si, 40), 4 * 24);
+    let map = read(&vm, le64(&si, 40), 5 * 24);
     assert_eq!(
-        (le64(&map, 48), le64(&map, 56), le32(&map, 64)),
+        (le64(&map, 72), le64(&map, 80), le32(&map, 88)),
         (0x10_0000, MEM - 0x10_0000, 1)
     );
     let module = read(&vm, le64(&si, 16), 32);
@@ -370,7 +371,7 @@ fn debian_vmlinux_boots_as_pvh_and_without_the_note_as_linux64() {
     assert_eq!(le32(&zp, 0x202), 0x5372_6448);
     assert_eq!(le32(&zp, 0x228), 0x8000);
     assert_eq!((le32(&zp, 0x218), le32(&zp, 0x21c)), (0, 0), "no initrd");
-    assert_eq!(zp[0x1e8], 4);
+    assert_eq!(zp[0x1e8], 5, "e820 entries");
     assert_eq!(le64(&zp, 0x70), 0xe_0000, "acpi_rsdp_addr");
 }
 

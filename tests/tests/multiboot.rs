@@ -18,14 +18,28 @@ fn hello_prints_banner_cmdline_and_memory_map_and_exits_with_code() {
     assert_eq!(out.status, Some(7), "{out:?}");
     let lines = out.lines();
     assert_eq!(lines[0], "ukvm hello unikernel");
+    // The kernel's file name first, as GRUB and QEMU pass it.
+    let raw = format!("raw cmdline: {} exit=7 hello", hello.display());
+    assert!(lines.contains(&raw.as_str()), "{lines:?}");
     assert!(lines.contains(&"cmdline: exit=7 hello"), "{lines:?}");
     assert!(lines.contains(&"boot loader: ukvm"));
     assert!(
         lines.contains(&"mem_lower=639K mem_upper=64512K"),
         "{lines:?}"
     );
-    assert!(lines.contains(&"mmap: base=0x0 len=0x9fc00 type=1"));
-    assert!(lines.contains(&"mmap: base=0x100000 len=0x3f00000 type=1"));
+    // SeaBIOS's map as QEMU's Multiboot loader hands it over.
+    let mmap: Vec<&&str> = lines.iter().filter(|l| l.starts_with("mmap:")).collect();
+    assert_eq!(
+        mmap,
+        [
+            &"mmap: base=0x0 len=0x9fc00 type=1",
+            &"mmap: base=0x9fc00 len=0x400 type=2",
+            &"mmap: base=0xf0000 len=0x10000 type=2",
+            &"mmap: base=0x100000 len=0x3f00000 type=1",
+            &"mmap: base=0xfffc0000 len=0x40000 type=2",
+        ],
+        "{lines:?}"
+    );
     assert!(lines.contains(&"modules: 0"));
     assert_eq!(lines.last(), Some(&"exiting with 7"));
 }

@@ -38,6 +38,7 @@ pub struct ModuleConfig {
 /// [`VmConfig::build`].
 pub struct VmConfig {
     pub(crate) kernel: Option<Kernel>,
+    pub(crate) kernel_name: Option<String>,
     pub(crate) cmdline: String,
     pub(crate) mem_mib: u64,
     pub(crate) modules: Vec<ModuleConfig>,
@@ -53,6 +54,7 @@ impl Default for VmConfig {
     fn default() -> Self {
         VmConfig {
             kernel: None,
+            kernel_name: None,
             cmdline: String::new(),
             mem_mib: DEFAULT_MEM_MIB,
             modules: Vec::new(),
@@ -85,6 +87,15 @@ impl VmConfig {
             name: name.into(),
             bytes,
         });
+        self
+    }
+
+    /// Sets the name a Multiboot kernel finds as the first word of its
+    /// command line (GRUB and QEMU put the kernel's file name there).
+    /// Default: the path given to [`VmConfig::kernel_path`] as given, or the
+    /// name given to [`VmConfig::kernel_bytes`].
+    pub fn kernel_name(mut self, name: impl Into<String>) -> Self {
+        self.kernel_name = Some(name.into());
         self
     }
 
@@ -163,6 +174,9 @@ impl VmConfig {
         }
         layout::check_cmdline(&self.cmdline)
             .map_err(|e| Error::Config(format!("--cmdline: {e}")))?;
+        if let Some(name) = &self.kernel_name {
+            layout::check_cmdline(name).map_err(|e| Error::Config(format!("kernel name: {e}")))?;
+        }
         if self.kernel.is_none() {
             return Err(Error::NoKernel);
         }

@@ -12,8 +12,6 @@
 //! - **GSI routing as on a PC**: the MADT says ISA IRQ 0 (the PIT) is
 //!   IOAPIC pin 2, so KVM's GSI 0 goes to PIC pin 0 and IOAPIC pin 2, and
 //!   GSI 2 (the cascade) nowhere; every other GSI keeps KVM's default.
-//! - **The ACPI PM1a registers** (`ukvm_devices::acpi_pm`), so `poweroff`
-//!   ends the run ([`crate::Exit::PowerOff`]).
 //! - **COM1's interrupt** on ISA IRQ 4 (an irqfd): Linux's 8250 driver
 //!   sends tty output (everything user space writes to the console) one
 //!   FIFO load per THRE interrupt; without the interrupt that output
@@ -29,12 +27,10 @@ use kvm_bindings::{
     KVM_IRQCHIP_PIC_SLAVE, KVM_IRQ_ROUTING_IRQCHIP,
 };
 use kvm_ioctls::VmFd;
-use std::sync::{Arc, Mutex};
 use ukvm_boot::acpi::{self, Machine};
 use ukvm_boot::Format;
-use ukvm_devices::acpi_pm::{self, AcpiPm};
+use ukvm_devices::acpi_pm;
 use ukvm_devices::irq::IrqTrigger;
-use ukvm_devices::Bus;
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
@@ -42,7 +38,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 const IOAPIC_PINS: u32 = 24;
 /// COM1's ISA interrupt line.
 const COM1_IRQ: u32 = 4;
-/// The SCI's line (as on QEMU's PC; shared with PCI slot 2's INTA).
+/// The SCI's line (as on QEMU's PC; shared with PCI slot 3's INTA).
 const SCI_IRQ: u8 = 9;
 
 /// Does a kernel of this format get ACPI, the irqchip and the PM device?
@@ -57,6 +53,7 @@ pub fn machine() -> Machine {
         sci_irq: SCI_IRQ,
         pm1a_evt: acpi_pm::PM1A_EVT_PORT as u16,
         pm1a_cnt: acpi_pm::PM1A_CNT_PORT as u16,
+        slp_typ_s5: acpi_pm::SLP_TYP_S5 as u8,
     }
 }
 
@@ -123,16 +120,6 @@ pub fn serial_irq(vm: &VmFd) -> Result<IrqTrigger> {
     Ok(IrqTrigger::eventfd(fd))
 }
 
-/// Puts the PM1a registers on the port bus.
-pub fn add_pm(pio: &mut Bus) -> Result<()> {
-    pio.insert(
-        acpi_pm::PM1A_EVT_PORT,
-        acpi_pm::PORTS_LEN,
-        Arc::new(Mutex::new(AcpiPm::default())),
-    )
-    .map_err(|e| Error::Device(format!("port bus: {e}")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,8 +157,9 @@ mod tests {
     fn prt_matches_the_lines_devices_get() {
         let m = machine();
         assert_eq!(m.pci_irqs.len(), pci::MAX_DEVICES);
-        assert_eq!(m.pci_irqs[0], (1, 5));
-        assert_eq!(m.pci_irqs[6], (7, 5));
+        // SeaBIOS's lines first (Rumprun accepts only 9, 10, 11, 14, 15).
+        assert_eq!(m.pci_irqs[..4], [(1, 10), (2, 11), (3, 9), (4, 5)]);
+        assert_eq!(m.pci_irqs[4], (5, 10));
         for (n, &(slot, irq)) in m.pci_irqs.iter().enumerate() {
             assert_eq!((slot as usize, irq), (n + 1, pci::device_irq(n)));
         }

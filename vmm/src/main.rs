@@ -108,7 +108,7 @@ fn main() -> ExitCode {
         .mem_mib(opts.mem);
     cfg = match kernel {
         Some(path) => cfg.kernel_path(path),
-        None => cfg.kernel_bytes("demo kernel", DEMO_KERNEL.to_vec()),
+        None => cfg.kernel_bytes("demo", DEMO_KERNEL.to_vec()),
     };
     for m in &opts.module {
         let (file, string) = match m.split_once(',') {

@@ -35,11 +35,12 @@ use vm_memory::GuestMemoryMmap;
 /// Devices that fit on bus 0 next to the host bridge.
 pub const MAX_DEVICES: usize = pci::SLOTS - 1;
 
-/// Interrupt lines for PCI devices, as a PC BIOS hands them out. They avoid
-/// the timer (0), keyboard (1), cascade (2), COM1 (4), RTC (8) and mouse
-/// (12); with more devices than lines, lines are shared (INTx is
-/// level-triggered and shareable).
-const PCI_IRQS: [u8; 6] = [5, 9, 10, 11, 3, 7];
+/// Interrupt lines for PCI devices, as SeaBIOS hands them out: 10 and 11
+/// first (its PIIX PIRQ lines), then 9 and 5, so lines >= 8 come first.
+/// Rumprun's hw platform accepts only 9, 10, 11, 14 and 15 and panics at
+/// its first interrupt on any other. With more devices than lines, lines
+/// are shared (INTx is level-triggered and shareable).
+const PCI_IRQS: [u8; 4] = [10, 11, 9, 5];
 
 /// The interrupt line of the `n`th device, which sits in slot `n + 1`
 /// (the host bridge has slot 0).

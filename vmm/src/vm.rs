@@ -163,6 +163,7 @@ impl Vm {
 
         let params = BootParams {
             cmdline: cfg.cmdline.clone(),
+            kernel_name: cfg.kernel_name.clone().unwrap_or_else(|| name.clone()),
             modules: cfg
                 .modules
                 .iter()

@@ -1,6 +1,6 @@
 //! The machine Linux-style kernels (PVH, vmlinux, bzImage) get: the PC
 //! machine plus what `crate::linux` describes (ACPI tables, KVM's irqchip
-//! and PIT with PC GSI routing, COM1's interrupt, the PM1a registers).
+//! and PIT with PC GSI routing, COM1's interrupt).
 
 use super::pc::PcMachine;
 use super::{Devices, Machine};
@@ -47,8 +47,6 @@ impl Machine for LinuxMachine {
         mem: &GuestMemoryMmap,
         serial: Arc<Mutex<Serial>>,
     ) -> Result<Devices> {
-        let mut pio = Bus::new();
-        linux::add_pm(&mut pio)?;
-        self.0.attach_to(pio, vm, mem, serial)
+        self.0.attach_to(Bus::new(), vm, mem, serial)
     }
 }

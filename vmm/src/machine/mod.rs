@@ -5,10 +5,11 @@
 //! here.
 //!
 //! - [`pc::PcMachine`]: Multiboot guests. The legacy ports (COM1, the exit
-//!   ports, i8042, RTC) and a PCI bus with the `--disk`/`--net` devices.
+//!   ports, i8042, RTC, PIIX4's PM1a registers) and a PCI bus with the
+//!   `--disk`/`--net` devices.
 //! - [`linux::LinuxMachine`]: PVH, vmlinux and bzImage. The PC machine plus
-//!   ACPI tables, KVM's irqchip and PIT, PC GSI routing, COM1's interrupt
-//!   and the PM1a registers (`crate::linux`).
+//!   ACPI tables, KVM's irqchip and PIT, PC GSI routing and COM1's
+//!   interrupt (`crate::linux`).
 //! - [`hvt::HvtMachine`]: Solo5 hvt. Only the hypercall device
 //!   (`crate::hvt`): no PCI, no UART, no legacy ports.
 

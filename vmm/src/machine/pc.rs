@@ -1,5 +1,6 @@
 //! The PC machine Multiboot guests get: the legacy ports every such guest
-//! touches (COM1, the exit ports, the i8042, the CMOS RTC) and PCI bus 0
+//! touches (COM1, the exit ports, the i8042, the CMOS RTC, PIIX4's PM1a
+//! registers, where S5 powers off) and PCI bus 0
 //! with one virtio device per `--disk` and `--net`, in that order.
 
 use super::{Devices, Machine};
@@ -8,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::{net, pci};
 use kvm_ioctls::VmFd;
 use std::sync::{Arc, Mutex};
+use ukvm_devices::acpi_pm::{self, AcpiPm};
 use ukvm_devices::exit_ports::{self, DebugExit, UkvmPorts};
 use ukvm_devices::i8042::{self, I8042};
 use ukvm_devices::rtc::{self, Rtc};
@@ -78,7 +80,7 @@ impl Machine for PcMachine {
 /// Puts the legacy devices every PC guest gets on the port bus.
 fn legacy_devices(pio: &mut Bus, serial: Arc<Mutex<Serial>>) -> Result<()> {
     let i8042 = Arc::new(Mutex::new(I8042::default()));
-    let devices: [(u64, u64, ukvm_devices::bus::SharedDevice); 6] = [
+    let devices: [(u64, u64, ukvm_devices::bus::SharedDevice); 7] = [
         (serial::COM1_BASE, serial::COM1_LEN, serial),
         (
             exit_ports::DEBUG_EXIT_PORT,
@@ -96,6 +98,13 @@ fn legacy_devices(pio: &mut Bus, serial: Arc<Mutex<Serial>>) -> Result<()> {
             rtc::INDEX_PORT,
             rtc::PORTS_LEN,
             Arc::new(Mutex::new(Rtc::default())),
+        ),
+        // S5 through PIIX4's PM1a_CNT powers off, for Linux's ACPI and for
+        // QEMU-targeted guests (Unikraft) alike.
+        (
+            acpi_pm::PM1A_EVT_PORT,
+            acpi_pm::PORTS_LEN,
+            Arc::new(Mutex::new(AcpiPm::default())),
         ),
     ];
     for (base, len, device) in devices {
