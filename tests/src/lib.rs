@@ -19,6 +19,24 @@ pub fn guest(name: &str) -> PathBuf {
     path
 }
 
+/// Path of a real third-party image, `<repo root>/../shared/<dir>/<name>`
+/// (`shared/` lies beside the clone, in CI too). Panics with a message
+/// saying what is missing, so a test without its images fails, never skips.
+pub fn shared_image(dir: &str, name: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared")
+        .join(dir);
+    assert!(
+        root.is_dir(),
+        "{} is missing: this test boots the real {dir} images that lie in `shared/{dir}` \
+         beside the repository (see shared/README.md)",
+        root.display()
+    );
+    let path = root.join(name);
+    assert!(path.is_file(), "{} is missing", path.display());
+    path
+}
+
 /// Returns true if KVM tests should run. Panics with an explanation when
 /// `/dev/kvm` is unusable, unless `UKVM_SKIP_KVM_TESTS=1` is set.
 pub fn kvm_available() -> bool {
