@@ -62,8 +62,18 @@ impl NetNs {
     /// Creates a TAP with the host side at `cidr` (e.g. "10.0.0.1/24") and
     /// the given MTU, up. Returns its name.
     pub fn add_tap(&self, cidr: &str, mtu: u32) -> String {
+        self.add_tap_owned(cidr, mtu, None)
+    }
+
+    /// [`NetNs::add_tap`], the TAP owned by `user` (a name or uid), who
+    /// can then attach to it without privileges.
+    pub fn add_tap_owned(&self, cidr: &str, mtu: u32, user: Option<&str>) -> String {
         let t = format!("{}t{}", self.tag, self.taps.fetch_add(1, Ordering::Relaxed));
-        ip(&["-n", &self.name, "tuntap", "add", &t, "mode", "tap"]);
+        let mut add = vec!["-n", &self.name, "tuntap", "add", &t, "mode", "tap"];
+        if let Some(user) = user {
+            add.extend(["user", user]);
+        }
+        ip(&add);
         ip(&["-n", &self.name, "addr", "add", cidr, "dev", &t]);
         ip(&[
             "-n",
@@ -134,8 +144,23 @@ impl NetNs {
 
     /// Starts `ukvm args...` inside the namespace.
     pub fn spawn_ukvm(&self, args: &[&str]) -> RunningGuest {
-        let child = self
-            .command(crate::ukvm_bin().to_str().expect("utf-8 path"))
+        self.spawn_ukvm_via(&[], args)
+    }
+
+    /// Starts `wrapper... ukvm args...` inside the namespace (e.g.
+    /// `setpriv` options); the wrapper must exec ukvm, so that the
+    /// process is ukvm's.
+    pub fn spawn_ukvm_via(&self, wrapper: &[&str], args: &[&str]) -> RunningGuest {
+        let ukvm = crate::ukvm_bin();
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = self.command(first);
+                c.args(rest).arg(&ukvm);
+                c
+            }
+            None => self.command(ukvm.to_str().expect("utf-8 path")),
+        };
+        let child = cmd
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -201,6 +226,11 @@ impl RunningGuest {
     /// ukvm's messages so far.
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
+    }
+
+    /// ukvm's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Whether ukvm still runs.

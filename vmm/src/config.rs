@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 use ukvm_boot::layout;
+use ukvm_sandbox::{Jail, SeccompMode};
 
 /// Default guest memory, in MiB.
 pub const DEFAULT_MEM_MIB: u64 = 64;
@@ -48,6 +49,8 @@ pub struct VmConfig {
     pub(crate) nets: Vec<String>,
     pub(crate) start: Option<Instant>,
     pub(crate) args_parsed: Option<Instant>,
+    pub(crate) seccomp: SeccompMode,
+    pub(crate) jail: Jail,
 }
 
 impl Default for VmConfig {
@@ -64,6 +67,8 @@ impl Default for VmConfig {
             nets: Vec::new(),
             start: None,
             args_parsed: None,
+            seccomp: SeccompMode::Off,
+            jail: Jail::default(),
         }
     }
 }
@@ -154,6 +159,25 @@ impl VmConfig {
     /// Records when the caller finished parsing its arguments.
     pub fn args_parsed_at(mut self, at: Instant) -> Self {
         self.args_parsed = Some(at);
+        self
+    }
+
+    /// Filters the system calls of the VM's threads (see `ukvm_sandbox`):
+    /// the I/O thread's filter is installed when it starts, the vCPU
+    /// thread's in [`Vm::run`], on the thread that calls it, before the
+    /// guest's first instruction. Off by default in the library, because
+    /// the filter stays on the caller's thread after the run; the `ukvm`
+    /// command turns it on.
+    pub fn seccomp(mut self, mode: SeccompMode) -> Self {
+        self.seccomp = mode;
+        self
+    }
+
+    /// Enters `jail` (chroot, user, Landlock) once the VM's files are
+    /// open, before its I/O thread starts. A uid change applies to the
+    /// whole process.
+    pub fn jail(mut self, jail: Jail) -> Self {
+        self.jail = jail;
         self
     }
 

@@ -141,6 +141,9 @@ pub enum Error {
     /// The guest crashed.
     #[error("{0}")]
     GuestCrash(Crash),
+    /// The sandbox (seccomp, Landlock, chroot, user) could not be entered.
+    #[error("sandbox: {0}")]
+    Sandbox(#[from] ukvm_sandbox::Error),
 }
 
 fn kvm_hint(e: &kvm_ioctls::Error) -> &'static str {
@@ -163,7 +166,7 @@ impl Error {
             Error::KernelRead { .. } => STATUS_KERNEL_READ,
             Error::Kernel { .. } => STATUS_KERNEL_INVALID,
             Error::KvmOpen(_) => STATUS_NO_KVM,
-            Error::Kvm { .. } | Error::Memory { .. } => STATUS_HOST,
+            Error::Kvm { .. } | Error::Memory { .. } | Error::Sandbox(_) => STATUS_HOST,
             Error::Device(_) => STATUS_DEVICE,
             Error::GuestCrash(crash) if matches!(crash.kind, CrashKind::Uncompletable(_)) => {
                 STATUS_UNCOMPLETABLE

@@ -16,6 +16,8 @@ use event_manager::{EventManager, EventOps, EventSet, Events, MutEventSubscriber
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use ukvm_sandbox::{seccomp, Fds, SeccompMode, ThreadKind};
 use vmm_sys_util::eventfd::EventFd;
 
 /// Something the I/O thread serves (a device).
@@ -43,6 +45,10 @@ impl MutEventSubscriber for Stopper {
 /// A running I/O thread.
 pub struct IoThread {
     stop: EventFd,
+    /// Lets the thread start serving, under its filter ([`IoThread::serve`]).
+    go: Option<SyncSender<(SeccompMode, Fds)>>,
+    /// The thread's answer: its filter is in place.
+    filtered: Receiver<Result<()>>,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -51,7 +57,8 @@ fn io_err(what: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
 }
 
 impl IoThread {
-    /// Registers `subscribers` and starts serving them.
+    /// Registers `subscribers` and starts a thread that will serve them
+    /// once [`IoThread::serve`] says so.
     pub fn spawn(subscribers: Vec<Subscriber>) -> Result<IoThread> {
         let stop = EventFd::new(libc::EFD_NONBLOCK).map_err(io_err("eventfd"))?;
         let done = Arc::new(AtomicBool::new(false));
@@ -65,9 +72,21 @@ impl IoThread {
             manager.add_subscriber(s);
         }
         manager.add_subscriber(Arc::new(Mutex::new(stopper)));
+        let (go, go_rx) = sync_channel::<(SeccompMode, Fds)>(1);
+        let (filtered_tx, filtered) = sync_channel(1);
         let handle = std::thread::Builder::new()
             .name("ukvm-io".into())
             .spawn(move || {
+                // Dropped without a word: the VM never ran.
+                let Ok((mode, fds)) = go_rx.recv() else {
+                    return;
+                };
+                let installed = seccomp::install(ThreadKind::Io, mode, &fds).map_err(Error::from);
+                let ok = installed.is_ok();
+                let _ = filtered_tx.send(installed);
+                if !ok {
+                    return;
+                }
                 while !done.load(Ordering::Acquire) {
                     if let Err(e) = manager.run() {
                         eprintln!("ukvm: warning: I/O thread stopped: {e:?}");
@@ -78,12 +97,29 @@ impl IoThread {
             .map_err(io_err("spawn"))?;
         Ok(IoThread {
             stop,
+            go: Some(go),
+            filtered,
             handle: Some(handle),
         })
     }
 
+    /// Installs the I/O thread's seccomp filter (`mode`, ioctls pinned to
+    /// `fds`) on it and lets it serve; returns once the filter is in place,
+    /// so that the guest never runs with an unfiltered thread. It is the
+    /// I/O thread's own filter because the thread was started before the
+    /// vCPU thread's.
+    pub fn serve(&mut self, mode: SeccompMode, fds: Fds) -> Result<()> {
+        let started = self.go.take().is_some_and(|go| go.send((mode, fds)).is_ok());
+        match self.filtered.recv() {
+            Ok(result) if started => result,
+            _ => Err(Error::Device("I/O thread: ended while starting".into())),
+        }
+    }
+
     /// Finishes the request in progress, then stops and joins the thread.
     pub fn stop(&mut self) {
+        // A thread still waiting for `serve` ends when its channel closes.
+        self.go = None;
         if let Some(handle) = self.handle.take() {
             // If the write fails the thread is already gone or never will
             // read it; joining would hang, so leave it to process exit.

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 use ukvm::{Error, VmConfig};
+use ukvm_sandbox::{Jail, SeccompMode, User};
 
 /// The demo unikernel (tests/guests/hello.c), built by build.rs.
 static DEMO_KERNEL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hello.bin"));
@@ -79,6 +80,18 @@ struct Opts {
     /// Print boot-phase timings as JSON after the run (to stderr, or FILE).
     #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-")]
     timings: Option<PathBuf>,
+    /// System call filters on ukvm's threads: on (a refused call kills
+    /// ukvm with SIGSYS, naming it), log (the kernel logs refused calls,
+    /// which still run), off.
+    #[arg(long, value_name = "on|log|off", default_value = "off")]
+    seccomp: SeccompMode,
+    /// When started as root: run as UID:GID once /dev/kvm, the TAPs and
+    /// the disks are open.
+    #[arg(long, value_name = "UID:GID")]
+    user: Option<User>,
+    /// When started as root: chroot to DIR once every file is open.
+    #[arg(long, value_name = "DIR")]
+    chroot: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -101,7 +114,19 @@ fn main() -> ExitCode {
             ))
         }
     };
+    // Opened now: once the VM runs, ukvm can open no file.
+    let timings = match opts.timings.map(TimingsOut::open).transpose() {
+        Ok(t) => t,
+        Err(e) => return fail(&e),
+    };
+    let jail = Jail {
+        chroot: opts.chroot,
+        user: opts.user,
+        landlock: opts.seccomp != SeccompMode::Off,
+    };
     let mut cfg = VmConfig::new()
+        .seccomp(opts.seccomp)
+        .jail(jail)
         .timing_origin(start)
         .args_parsed_at(parsed)
         .cmdline(cmdline)
@@ -126,10 +151,27 @@ fn main() -> ExitCode {
     for n in opts.net {
         cfg = cfg.net(n);
     }
-    run(cfg, opts.timings, opts.verbose)
+    run(cfg, timings, opts.verbose)
 }
 
-fn run(cfg: VmConfig, timings_out: Option<PathBuf>, verbose: bool) -> ExitCode {
+/// Where `--timings` goes: stderr, or a file opened before the sandbox.
+enum TimingsOut {
+    Stderr,
+    File(PathBuf, std::fs::File),
+}
+
+impl TimingsOut {
+    fn open(path: PathBuf) -> Result<TimingsOut, Error> {
+        if path.as_os_str() == "-" {
+            return Ok(TimingsOut::Stderr);
+        }
+        std::fs::File::create(&path)
+            .map(|f| TimingsOut::File(path.clone(), f))
+            .map_err(|e| Error::Config(format!("--timings {}: {e}", path.display())))
+    }
+}
+
+fn run(cfg: VmConfig, timings_out: Option<TimingsOut>, verbose: bool) -> ExitCode {
     let mut vm = match cfg.build() {
         Ok(vm) => vm,
         Err(e) => return fail(&e),
@@ -138,9 +180,9 @@ fn run(cfg: VmConfig, timings_out: Option<PathBuf>, verbose: bool) -> ExitCode {
         eprintln!("ukvm: {}", vm.boot().describe());
     }
     let result = vm.run();
-    if let Some(path) = timings_out {
+    if let Some(out) = timings_out {
         let json = vm.shutdown().to_json();
-        report_timings(&path, &json);
+        report_timings(out, &json);
     } else if let Ok(exit) = result {
         // Nobody waits for the VM's teardown: don't make them.
         ukvm::fastexit::exit_detached(vm, exit.status());
@@ -151,17 +193,13 @@ fn run(cfg: VmConfig, timings_out: Option<PathBuf>, verbose: bool) -> ExitCode {
     }
 }
 
-fn report_timings(path: &PathBuf, json: &str) {
-    let written = if path.as_os_str() == "-" {
-        writeln!(std::io::stderr(), "{json}")
-    } else {
-        std::fs::write(path, format!("{json}\n"))
+fn report_timings(out: TimingsOut, json: &str) {
+    let (written, name) = match out {
+        TimingsOut::Stderr => (writeln!(std::io::stderr(), "{json}"), "stderr".into()),
+        TimingsOut::File(path, mut f) => (writeln!(f, "{json}"), path.display().to_string()),
     };
     if let Err(e) = written {
-        eprintln!(
-            "ukvm: warning: cannot write timings to {}: {e}",
-            path.display()
-        );
+        eprintln!("ukvm: warning: cannot write timings to {name}: {e}");
     }
 }
 

@@ -104,6 +104,10 @@ pub struct Timings {
     pub unclaimed_writes: u64,
     /// Whether the VM has KVM's in-kernel interrupt controllers.
     pub irqchip: bool,
+    /// seccomp mode of the run ("on", "log", "off").
+    pub seccomp: &'static str,
+    /// What Landlock enforced ("full", "partial", "unsupported", "off").
+    pub landlock: &'static str,
     /// How the guest ended ("exit", "reset", "halt", "crash").
     pub outcome: &'static str,
     /// Instructions ukvm completed for KVM's emulator, by mnemonic.
@@ -123,6 +127,8 @@ impl Timings {
             unclaimed_reads: 0,
             unclaimed_writes: 0,
             irqchip: false,
+            seccomp: "off",
+            landlock: "off",
             outcome: "",
             emulated: Vec::new(),
         }
@@ -171,8 +177,8 @@ impl Timings {
         push_counts(&mut s, PORT_RANGES.iter().map(|r| r.0).zip(self.port_exits));
         let _ = write!(
             s,
-            "}},\"kernel_bytes_read\":{},\"format\":\"{}\",\"unclaimed_reads\":{},\"unclaimed_writes\":{},\"irqchip\":{},\"outcome\":\"{}\"}}",
-            self.kernel_bytes_read, self.format, self.unclaimed_reads, self.unclaimed_writes, self.irqchip, self.outcome
+            "}},\"kernel_bytes_read\":{},\"format\":\"{}\",\"unclaimed_reads\":{},\"unclaimed_writes\":{},\"irqchip\":{},\"seccomp\":\"{}\",\"landlock\":\"{}\",\"outcome\":\"{}\"}}",
+            self.kernel_bytes_read, self.format, self.unclaimed_reads, self.unclaimed_writes, self.irqchip, self.seccomp, self.landlock, self.outcome
         );
         // Appended inside the object, after the keys that came before it.
         s.pop();

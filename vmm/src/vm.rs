@@ -83,6 +83,8 @@ pub struct Vm {
     emulator: ukvm_emulator::Emulator,
     /// Brings the vCPU thread out of `KVM_RUN` for other threads.
     kicker: Kicker,
+    /// The vCPU thread's filter, installed by the first [`Vm::run`].
+    seccomp: ukvm_sandbox::SeccompMode,
     stop: StopHandle,
 }
 
@@ -192,7 +194,14 @@ impl Vm {
             cfg.serial,
             machine.serial_irq(&vm)?,
         )));
-        let Devices { pio, mmio, io } = machine.attach(&vm, &mem, serial.clone())?;
+        // Every file is open: enter the jail before the I/O thread starts,
+        // so that it inherits the user and Landlock.
+        timings.landlock = cfg.jail.enter()?.name();
+        let Devices { pio, mmio, mut io } = machine.attach(&vm, &mem, serial.clone())?;
+        timings.seccomp = cfg.seccomp.name();
+        if let Some(io) = io.as_mut() {
+            io.serve(cfg.seccomp, sandbox_fds(&vcpu, &vm))?;
+        }
         Ok(Vm {
             vcpu,
             vm,
@@ -206,6 +215,7 @@ impl Vm {
             emulator: ukvm_emulator::Emulator::new(),
             stop: StopHandle::new(kicker.clone()),
             kicker,
+            seccomp: cfg.seccomp,
         })
     }
 
@@ -218,6 +228,9 @@ impl Vm {
     /// Runs the guest until it exits, resets, halts or crashes. Serial output
     /// is flushed before this returns.
     pub fn run(&mut self) -> Result<Exit> {
+        let mode = std::mem::replace(&mut self.seccomp, ukvm_sandbox::SeccompMode::Off);
+        let fds = sandbox_fds(&self.vcpu, &self.vm);
+        ukvm_sandbox::seccomp::install(ukvm_sandbox::ThreadKind::Vcpu, mode, &fds)?;
         let result = self.run_loop();
         // The guest is done: let the I/O thread finish its request and go.
         if let Some(io) = self.io.as_mut() {
@@ -424,6 +437,15 @@ impl Vm {
         drop(mem);
         timings.mark(Phase::VmTornDown);
         timings
+    }
+}
+
+/// The fds the seccomp filters pin KVM ioctls to.
+fn sandbox_fds(vcpu: &VcpuFd, vm: &VmFd) -> ukvm_sandbox::Fds {
+    use std::os::fd::AsRawFd;
+    ukvm_sandbox::Fds {
+        vcpu: vcpu.as_raw_fd(),
+        vm: vm.as_raw_fd(),
     }
 }
 

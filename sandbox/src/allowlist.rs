@@ -1,0 +1,269 @@
+//! The system calls each ukvm thread may make once the guest runs, and why.
+//!
+//! # Adding a system call
+//! Add one line to the thread kind's table ([`VCPU`], [`IO`], or [`COMMON`]
+//! for both): `allow(Sysno::NAME, Pin::..., "why")`, pinning the
+//! arguments where you can (an ioctl's fd and request, a flags value).
+//! Then run `cargo test -p ukvm-sandbox`: it prints the README table to
+//! paste if the README's list no longer matches. `--seccomp=log` (the
+//! kernel logs what would have been refused) finds what is missing.
+
+use kvm_bindings::{
+    kvm_irq_level, kvm_msrs, kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs, kvm_xsave,
+};
+use std::fmt;
+pub use syscalls::Sysno;
+
+/// The kinds of thread ukvm runs, each with its own filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadKind {
+    /// The thread that runs the vCPU loop (the main thread of `ukvm`): exits,
+    /// port and MMIO devices, hvt hypercalls, instruction completion,
+    /// teardown.
+    Vcpu,
+    /// The device I/O thread: virtio queues, TAP and disk I/O.
+    Io,
+}
+
+impl ThreadKind {
+    /// Every thread kind, in README order.
+    pub const ALL: [ThreadKind; 2] = [ThreadKind::Vcpu, ThreadKind::Io];
+
+    /// The system calls this thread kind may make.
+    pub fn allowlist(self) -> impl Iterator<Item = &'static Allowed> {
+        let own: &'static [Allowed] = match self {
+            ThreadKind::Vcpu => VCPU,
+            ThreadKind::Io => IO,
+        };
+        COMMON.iter().chain(own)
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            ThreadKind::Vcpu => "vcpu",
+            ThreadKind::Io => "io",
+        }
+    }
+}
+
+impl fmt::Display for ThreadKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Which fd an ioctl is pinned to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FdRole {
+    /// The vCPU fd.
+    Vcpu,
+    /// The VM fd.
+    Vm,
+    /// Any fd (TAP ioctls: the request number is still pinned).
+    Any,
+}
+
+/// How a system call's arguments are pinned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pin {
+    /// Any arguments.
+    Any,
+    /// `ioctl(fd, request, ..)` with this fd and request.
+    Ioctl(FdRole, u64),
+    /// Argument `index` (0-based, 32-bit compare) equals `value`.
+    Arg(u8, u64),
+}
+
+/// One allowed system call with its pinned arguments.
+#[derive(Debug, Clone, Copy)]
+pub struct Allowed {
+    /// The system call.
+    pub sysno: Sysno,
+    /// What its arguments must be.
+    pub pin: Pin,
+    /// Why the thread needs it (the README lists this).
+    pub why: &'static str,
+}
+
+const fn allow(sysno: Sysno, pin: Pin, why: &'static str) -> Allowed {
+    Allowed { sysno, pin, why }
+}
+
+const KVMIO: u64 = 0xAE;
+const TUNTAP: u64 = b'T' as u64;
+
+/// `_IOC(dir, type, nr, size)` as in `<asm-generic/ioctl.h>`.
+const fn ioc(dir: u64, ty: u64, nr: u64, size: usize) -> u64 {
+    (dir << 30) | ((size as u64) << 16) | (ty << 8) | nr
+}
+const fn io(ty: u64, nr: u64) -> u64 {
+    ioc(0, ty, nr, 0)
+}
+const fn iow(ty: u64, nr: u64, size: usize) -> u64 {
+    ioc(1, ty, nr, size)
+}
+const fn ior(ty: u64, nr: u64, size: usize) -> u64 {
+    ioc(2, ty, nr, size)
+}
+const fn iowr(ty: u64, nr: u64, size: usize) -> u64 {
+    ioc(3, ty, nr, size)
+}
+
+use std::mem::size_of;
+
+/// KVM and TUN ioctl request numbers the running VM uses.
+pub mod ioctl {
+    use super::*;
+    /// `KVM_CHECK_EXTENSION` (on the VM fd).
+    pub const KVM_CHECK_EXTENSION: u64 = io(KVMIO, 0x03);
+    /// `KVM_IRQ_LINE`.
+    pub const KVM_IRQ_LINE: u64 = iow(KVMIO, 0x61, size_of::<kvm_irq_level>());
+    /// `KVM_RUN`.
+    pub const KVM_RUN: u64 = io(KVMIO, 0x80);
+    /// `KVM_GET_REGS`.
+    pub const KVM_GET_REGS: u64 = ior(KVMIO, 0x81, size_of::<kvm_regs>());
+    /// `KVM_SET_REGS`.
+    pub const KVM_SET_REGS: u64 = iow(KVMIO, 0x82, size_of::<kvm_regs>());
+    /// `KVM_GET_SREGS`.
+    pub const KVM_GET_SREGS: u64 = ior(KVMIO, 0x83, size_of::<kvm_sregs>());
+    /// `KVM_SET_SREGS`.
+    pub const KVM_SET_SREGS: u64 = iow(KVMIO, 0x84, size_of::<kvm_sregs>());
+    /// `KVM_GET_MSRS`.
+    pub const KVM_GET_MSRS: u64 = iowr(KVMIO, 0x88, size_of::<kvm_msrs>());
+    /// `KVM_GET_VCPU_EVENTS`.
+    pub const KVM_GET_VCPU_EVENTS: u64 = ior(KVMIO, 0x9f, size_of::<kvm_vcpu_events>());
+    /// `KVM_SET_VCPU_EVENTS`.
+    pub const KVM_SET_VCPU_EVENTS: u64 = iow(KVMIO, 0xa0, size_of::<kvm_vcpu_events>());
+    /// `KVM_GET_XSAVE`.
+    pub const KVM_GET_XSAVE: u64 = ior(KVMIO, 0xa4, size_of::<kvm_xsave>());
+    /// `KVM_SET_XSAVE`.
+    pub const KVM_SET_XSAVE: u64 = iow(KVMIO, 0xa5, size_of::<kvm_xsave>());
+    /// `KVM_GET_XCRS`.
+    pub const KVM_GET_XCRS: u64 = ior(KVMIO, 0xa6, size_of::<kvm_xcrs>());
+    /// `TUNSETOFFLOAD`.
+    pub const TUNSETOFFLOAD: u64 = iow(TUNTAP, 208, size_of::<libc::c_uint>());
+    /// `TUNSETVNETHDRSZ`.
+    pub const TUNSETVNETHDRSZ: u64 = iow(TUNTAP, 216, size_of::<libc::c_int>());
+}
+
+use ioctl::*;
+use FdRole::{Any as AnyFd, Vcpu as VcpuFd, Vm as VmFd};
+
+const PRIVATE_ANON: u64 = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+
+/// Both thread kinds: memory, locks, time, thread and process exit.
+#[rustfmt::skip]
+pub static COMMON: &[Allowed] = &[
+    allow(Sysno::futex, Pin::Any, "locks shared between the threads (device mutexes)"),
+    allow(Sysno::brk, Pin::Any, "heap growth (malloc)"),
+    allow(Sysno::mmap, Pin::Arg(3, PRIVATE_ANON), "large allocations: private anonymous memory only"),
+    allow(Sysno::mmap, Pin::Arg(3, PRIVATE_ANON | libc::MAP_NORESERVE as u64), "malloc arenas: private anonymous memory only"),
+    allow(Sysno::munmap, Pin::Any, "freeing memory, guest memory at teardown"),
+    allow(Sysno::mremap, Pin::Any, "growing large allocations (Vec)"),
+    allow(Sysno::madvise, Pin::Arg(2, libc::MADV_DONTNEED as u64), "free() and thread exit return memory"),
+    allow(Sysno::clock_gettime, Pin::Any, "timings and hvt clocks when the vDSO falls back"),
+    allow(Sysno::sched_yield, Pin::Any, "lock back-off"),
+    allow(Sysno::read, Pin::Any, "eventfds, TAP frames"),
+    allow(Sysno::readv, Pin::Any, "TAP frames into guest buffers"),
+    allow(Sysno::write, Pin::Any, "serial console, stderr, eventfds, TAP frames"),
+    allow(Sysno::writev, Pin::Any, "TAP frames from guest buffers"),
+    allow(Sysno::preadv, Pin::Any, "disk reads into guest buffers"),
+    allow(Sysno::pwritev, Pin::Any, "disk writes from guest buffers"),
+    allow(Sysno::fdatasync, Pin::Any, "disk flush requests"),
+    allow(Sysno::ioctl, Pin::Ioctl(VmFd, KVM_IRQ_LINE), "PCI INTx interrupt lines"),
+    allow(Sysno::close, Pin::Any, "teardown"),
+    allow(Sysno::fcntl, Pin::Arg(1, libc::F_GETFD as u64), "debug builds check an fd before closing it"),
+    allow(Sysno::rt_sigreturn, Pin::Any, "return from signal handlers"),
+    allow(Sysno::rt_sigprocmask, Pin::Any, "thread exit blocks signals"),
+    allow(Sysno::sigaltstack, Pin::Any, "thread exit removes the overflow stack"),
+    allow(Sysno::exit, Pin::Any, "thread exit"),
+    allow(Sysno::exit_group, Pin::Any, "process exit"),
+];
+
+/// The vCPU thread.
+#[rustfmt::skip]
+pub static VCPU: &[Allowed] = &[
+    allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_RUN), "runs the guest"),
+    allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_GET_REGS), "instruction completion, crash reports"),
+    allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_SET_REGS), "instruction completion"),
+    allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_GET_SREGS), "instruction completion (paging mode)"),
+    allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_SET_SREGS), "instruction completion (CR0.TS)"),
+    allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_GET_MSRS), "instruction completion (EFER)"),
+    allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_GET_VCPU_EVENTS), "instruction completion (faults)"),
+    allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_SET_VCPU_EVENTS), "instruction completion injects faults"),
+    allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_GET_XSAVE), "instruction completion (SSE state)"),
+    allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_SET_XSAVE), "instruction completion (SSE state)"),
+    allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_GET_XCRS), "instruction completion (XCR0)"),
+    allow(Sysno::ioctl, Pin::Ioctl(VmFd, KVM_CHECK_EXTENSION), "instruction completion asks for KVM_CAP_SYNC_REGS"),
+    allow(Sysno::ioctl, Pin::Ioctl(AnyFd, TUNSETVNETHDRSZ), "virtio-net DRIVER_OK sets the TAP's header length"),
+    allow(Sysno::ioctl, Pin::Ioctl(AnyFd, TUNSETOFFLOAD), "virtio-net DRIVER_OK sets the TAP's offloads"),
+    allow(Sysno::mprotect, Pin::Arg(2, (libc::PROT_READ | libc::PROT_WRITE) as u64), "instruction completion writes its code page"),
+    allow(Sysno::mprotect, Pin::Arg(2, (libc::PROT_READ | libc::PROT_EXEC) as u64), "instruction completion runs its code page"),
+    allow(Sysno::ppoll, Pin::Any, "hvt poll hypercall waits on the TAPs"),
+    allow(Sysno::clone, Pin::Arg(0, (libc::CLONE_VM | libc::SIGCHLD) as u64), "fast exit: a helper that tears the VM down after we exit"),
+    allow(Sysno::close_range, Pin::Any, "fast exit: the helper closes every fd"),
+];
+
+/// The I/O thread.
+#[rustfmt::skip]
+pub static IO: &[Allowed] = &[
+    allow(Sysno::epoll_wait, Pin::Any, "waits for queue kicks and TAP frames"),
+    allow(Sysno::epoll_pwait, Pin::Any, "waits for queue kicks and TAP frames (libc's epoll_wait)"),
+];
+
+/// The README's allowlist table, generated from the tables above.
+pub fn markdown() -> String {
+    let mut out = String::from("| thread | system call | arguments | why |\n|---|---|---|---|\n");
+    for (thread, list) in [("vcpu, io", COMMON), ("vcpu", VCPU), ("io", IO)] {
+        for a in list {
+            let pin = match a.pin {
+                Pin::Any => "any".to_string(),
+                Pin::Ioctl(fd, req) => format!("{} fd, request {req:#x}", fd_name(fd)),
+                Pin::Arg(i, v) => format!("arg{i} = {v:#x}"),
+            };
+            out.push_str(&format!(
+                "| {thread} | {} | {pin} | {} |\n",
+                a.sysno.name(),
+                a.why
+            ));
+        }
+    }
+    out
+}
+
+fn fd_name(fd: FdRole) -> &'static str {
+    match fd {
+        FdRole::Vcpu => "vCPU",
+        FdRole::Vm => "VM",
+        FdRole::Any => "any",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ioctl_numbers_match_the_kernel_headers() {
+        // Values from <linux/kvm.h> and <linux/if_tun.h> on x86-64.
+        assert_eq!(KVM_RUN, 0xae80);
+        assert_eq!(KVM_GET_REGS, 0x8090_ae81);
+        assert_eq!(KVM_SET_REGS, 0x4090_ae82);
+        assert_eq!(KVM_GET_SREGS, 0x8138_ae83);
+        assert_eq!(KVM_IRQ_LINE, 0x4008_ae61);
+        assert_eq!(KVM_GET_XSAVE, 0x9000_aea4);
+        assert_eq!(TUNSETOFFLOAD, 0x4004_54d0);
+        assert_eq!(TUNSETVNETHDRSZ, 0x4004_54d8);
+    }
+
+    #[test]
+    fn readme_lists_every_allowed_system_call() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+            .expect("README.md");
+        let table = markdown();
+        assert!(
+            readme.contains(&table),
+            "README.md's seccomp allowlist is out of date; paste this table:\n{table}"
+        );
+    }
+}

@@ -1,0 +1,248 @@
+//! The filters as installed by ukvm, tested the way Firecracker tests its
+//! own: a child process installs one thread kind's filter through the
+//! library, then makes one allowed system call with good arguments (it
+//! must survive) or with wrong ones (it must die of SIGSYS, naming the
+//! call on stderr).
+//!
+//! Each case runs in a fresh copy of this test binary (the `child` test,
+//! selected by an environment variable), because a filter cannot be
+//! removed once installed.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Output};
+use ukvm_sandbox::allowlist::{FdRole, Pin, Sysno};
+use ukvm_sandbox::{seccomp, Fds, SeccompMode, ThreadKind};
+
+const CASE: &str = "UKVM_FILTER_CASE";
+
+/// How to call an allowlist entry.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Args {
+    /// As the entry pins them.
+    Good,
+    /// The pinned argument changed.
+    WrongValue,
+    /// An ioctl on another fd than the pinned one.
+    WrongFd,
+}
+
+fn kind_from(s: &str) -> ThreadKind {
+    match s {
+        "vcpu" => ThreadKind::Vcpu,
+        "io" => ThreadKind::Io,
+        other => panic!("bad kind {other}"),
+    }
+}
+
+fn spawn(case: &str) -> Output {
+    Command::new(std::env::current_exe().expect("test binary"))
+        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
+        .env(CASE, case)
+        .output()
+        .expect("run the test binary")
+}
+
+/// Fds the child pins its ioctls to: /dev/null, so a KVM request reaches
+/// a file that refuses it (ENOTTY) once the filter lets it through.
+fn child_fds() -> Fds {
+    let open = || {
+        // SAFETY: opens a NUL-terminated path; the fd is left open for
+        // the short life of the child.
+        unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) }
+    };
+    Fds {
+        vcpu: open(),
+        vm: open(),
+    }
+}
+
+/// The child: install, call, report survival with exit status 0.
+#[test]
+fn child() {
+    let Ok(case) = std::env::var(CASE) else {
+        return;
+    };
+    let parts: Vec<&str> = case.split(':').collect();
+    let kind = kind_from(parts[0]);
+    let mode = parts[3].parse::<SeccompMode>().expect("mode");
+    let fds = child_fds();
+    seccomp::install(kind, mode, &fds).expect("install");
+    match parts[1] {
+        "unlisted" => {
+            // SAFETY: getpid and socket have no memory arguments.
+            unsafe {
+                libc::getpid();
+                libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            }
+        }
+        index => {
+            let index: usize = index.parse().expect("index");
+            let entry = kind.allowlist().nth(index).expect("entry");
+            let args = match parts[2] {
+                "good" => Args::Good,
+                "value" => Args::WrongValue,
+                _ => Args::WrongFd,
+            };
+            call(entry.sysno, entry.pin, args, &fds);
+        }
+    }
+    // SAFETY: exit_group is allowed on every thread kind; nothing else
+    // (the harness's output) may run under the filter.
+    unsafe { libc::_exit(0) }
+}
+
+/// Makes `sysno` with arguments that satisfy (or break) `pin` and that the
+/// kernel then rejects or performs harmlessly.
+fn call(sysno: Sysno, pin: Pin, args: Args, fds: &Fds) {
+    let nr = i64::from(sysno.id());
+    let mut a = [u64::MAX; 6];
+    match pin {
+        Pin::Any => {}
+        Pin::Arg(i, v) => {
+            a = harmless(sysno);
+            a[usize::from(i)] = if args == Args::Good { v } else { v ^ 0x100 };
+        }
+        Pin::Ioctl(role, request) => {
+            let fd = match role {
+                FdRole::Vcpu => fds.vcpu,
+                FdRole::Vm => fds.vm,
+                FdRole::Any => fds.vm,
+            };
+            a[0] = if args == Args::WrongFd { 0 } else { fd as u64 };
+            a[1] = if args == Args::WrongValue {
+                request ^ 0x1
+            } else {
+                request
+            };
+            a[2] = 0;
+        }
+    }
+    if sysno == Sysno::clone {
+        clone_helper(a[0], args);
+        return;
+    }
+    // SAFETY: the arguments make the kernel fail the call early (bad fd,
+    // bad address, zero length) or do nothing lasting (mmap of one
+    // page, mprotect/madvise of nothing).
+    unsafe { libc::syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]) };
+}
+
+/// Arguments for the flag-pinned calls that do nothing harmful.
+fn harmless(sysno: Sysno) -> [u64; 6] {
+    let neg1 = u64::MAX;
+    match sysno {
+        Sysno::mmap => [
+            0,
+            4096,
+            (libc::PROT_READ | libc::PROT_WRITE) as u64,
+            0,
+            neg1,
+            0,
+        ],
+        Sysno::mprotect | Sysno::madvise => [0, 0, 0, 0, 0, 0],
+        Sysno::fcntl => [0, 0, 0, 0, 0, 0],
+        _ => [neg1; 6],
+    }
+}
+
+/// clone(CLONE_VM | SIGCHLD) as ukvm's fast exit makes it: on its own
+/// stack, with a child that exits at once.
+fn clone_helper(flags: u64, _args: Args) {
+    extern "C" fn exit_now(_: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: ends the helper thread of execution only.
+        unsafe { libc::syscall(libc::SYS_exit, 0) };
+        0
+    }
+    let stack = Box::leak(vec![0u8; 16 << 10].into_boxed_slice());
+    // SAFETY: the child runs on its own leaked stack (16-byte aligned top)
+    // and only exits.
+    unsafe {
+        let top = (stack.as_mut_ptr().add(stack.len()) as usize & !15) as *mut libc::c_void;
+        libc::clone(exit_now, top, flags as libc::c_int, std::ptr::null_mut());
+    }
+}
+
+fn case_name(kind: ThreadKind) -> &'static str {
+    match kind {
+        ThreadKind::Vcpu => "vcpu",
+        ThreadKind::Io => "io",
+    }
+}
+
+fn assert_killed(out: &Output, what: &str, name: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGSYS),
+        "{what}: expected death by SIGSYS, got {:?}; stderr: {stderr}",
+        out.status
+    );
+    assert!(
+        stderr.contains(&format!("system call {name} (")),
+        "{what}: stderr does not name {name}: {stderr}"
+    );
+}
+
+#[test]
+fn every_allowed_call_passes_with_its_arguments_and_dies_without_them() {
+    for kind in ThreadKind::ALL {
+        for (i, entry) in kind.allowlist().enumerate() {
+            let name = entry.sysno.name();
+            if matches!(
+                entry.sysno,
+                Sysno::rt_sigreturn | Sysno::exit | Sysno::exit_group
+            ) {
+                // Cannot be called with made-up arguments and survive;
+                // every child ends through exit_group anyway.
+                continue;
+            }
+            let what = format!("{kind} {name} {:?}", entry.pin);
+            let k = case_name(kind);
+            let good = spawn(&format!("{k}:{i}:good:on"));
+            assert_eq!(
+                good.status.code(),
+                Some(0),
+                "{what} with good arguments: {:?} {}",
+                good.status,
+                String::from_utf8_lossy(&good.stderr)
+            );
+            if entry.pin == Pin::Any {
+                continue;
+            }
+            assert_killed(&spawn(&format!("{k}:{i}:value:on")), &what, name);
+            if matches!(entry.pin, Pin::Ioctl(FdRole::Vcpu | FdRole::Vm, _)) {
+                assert_killed(
+                    &spawn(&format!("{k}:{i}:fd:on")),
+                    &format!("{what} on fd 0"),
+                    name,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn unlisted_calls_kill_with_a_message_and_log_mode_lets_them_run() {
+    for kind in ThreadKind::ALL {
+        let k = case_name(kind);
+        assert_killed(&spawn(&format!("{k}:unlisted:-:on")), k, "getpid");
+        let logged = spawn(&format!("{k}:unlisted:-:log"));
+        assert_eq!(logged.status.code(), Some(0), "{k} log mode: {logged:?}");
+        let off = spawn(&format!("{k}:unlisted:-:off"));
+        assert_eq!(off.status.code(), Some(0), "{k} off: {off:?}");
+    }
+}
+
+#[test]
+fn a_filter_is_built_for_every_kind_and_mode() {
+    let fds = Fds { vcpu: 10, vm: 11 };
+    for kind in ThreadKind::ALL {
+        for mode in [SeccompMode::Kill, SeccompMode::Log] {
+            let bpf = seccomp::filter(kind, mode, &fds).expect("filter");
+            assert!(bpf.is_some_and(|p| p.len() > 20), "{kind} {mode:?}");
+        }
+        assert!(seccomp::filter(kind, SeccompMode::Off, &fds)
+            .unwrap()
+            .is_none());
+    }
+}
