@@ -72,6 +72,9 @@ pub enum Pin {
     Ioctl(FdRole, u64),
     /// Argument `index` (0-based, 32-bit compare) equals `value`.
     Arg(u8, u64),
+    /// `tgkill(our pid, any thread, SIGRTMIN)`: the vCPU kick, to a
+    /// thread of this process only.
+    Kick,
 }
 
 /// One allowed system call with its pinned arguments.
@@ -171,6 +174,7 @@ pub static COMMON: &[Allowed] = &[
     allow(Sysno::pwritev, Pin::Any, "disk writes from guest buffers"),
     allow(Sysno::fdatasync, Pin::Any, "disk flush requests"),
     allow(Sysno::ioctl, Pin::Ioctl(VmFd, KVM_IRQ_LINE), "PCI INTx interrupt lines"),
+    allow(Sysno::tgkill, Pin::Kick, "kicks the vCPU thread out of KVM_RUN (SIGRTMIN, this process only)"),
     allow(Sysno::close, Pin::Any, "teardown"),
     allow(Sysno::fcntl, Pin::Arg(1, libc::F_GETFD as u64), "debug builds check an fd before closing it"),
     allow(Sysno::rt_sigreturn, Pin::Any, "return from signal handlers"),
@@ -209,6 +213,9 @@ pub static VCPU: &[Allowed] = &[
 pub static IO: &[Allowed] = &[
     allow(Sysno::epoll_wait, Pin::Any, "waits for queue kicks and TAP frames"),
     allow(Sysno::epoll_pwait, Pin::Any, "waits for queue kicks and TAP frames (libc's epoll_wait)"),
+    allow(Sysno::epoll_ctl, Pin::Arg(1, libc::EPOLL_CTL_ADD as u64), "a device (re)activated starts watching its fds"),
+    allow(Sysno::epoll_ctl, Pin::Arg(1, libc::EPOLL_CTL_DEL as u64), "a failed TAP or a reset device stops being watched"),
+    allow(Sysno::epoll_ctl, Pin::Arg(1, libc::EPOLL_CTL_MOD as u64), "a device changes what it waits for (TX backpressure)"),
 ];
 
 /// The README's allowlist table, generated from the tables above.
@@ -220,6 +227,7 @@ pub fn markdown() -> String {
                 Pin::Any => "any".to_string(),
                 Pin::Ioctl(fd, req) => format!("{} fd, request {req:#x}", fd_name(fd)),
                 Pin::Arg(i, v) => format!("arg{i} = {v:#x}"),
+                Pin::Kick => "own pid, SIGRTMIN".to_string(),
             };
             out.push_str(&format!(
                 "| {thread} | {} | {pin} | {} |\n",

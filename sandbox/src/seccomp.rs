@@ -68,6 +68,10 @@ fn conditions(kind: ThreadKind, pin: Pin, fds: &Fds) -> Result<Option<Vec<Seccom
     Ok(match pin {
         Pin::Any => None,
         Pin::Arg(i, v) => Some(vec![cond(kind, i, v)?]),
+        Pin::Kick => Some(vec![
+            cond(kind, 0, u64::from(std::process::id()))?,
+            cond(kind, 2, libc::SIGRTMIN() as u64)?,
+        ]),
         Pin::Ioctl(role, request) => {
             let mut c = vec![cond(kind, 1, request)?];
             match role {

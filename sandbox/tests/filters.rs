@@ -56,6 +56,13 @@ fn child_fds() -> Fds {
     }
 }
 
+/// What the child's calls need, gathered before its filter is installed.
+struct Child {
+    fds: Fds,
+    pid: u32,
+    tid: libc::pid_t,
+}
+
 /// The child: install, call, report survival with exit status 0.
 #[test]
 fn child() {
@@ -66,7 +73,15 @@ fn child() {
     let kind = kind_from(parts[0]);
     let mode = parts[3].parse::<SeccompMode>().expect("mode");
     let fds = child_fds();
+    // SAFETY: ignoring a signal and asking the thread id have no
+    // preconditions; both happen before the filter forbids them.
+    let tid = unsafe {
+        libc::signal(libc::SIGRTMIN(), libc::SIG_IGN);
+        libc::gettid()
+    };
+    let pid = std::process::id();
     seccomp::install(kind, mode, &fds).expect("install");
+    let fds = Child { fds, pid, tid };
     match parts[1] {
         "unlisted" => {
             // SAFETY: getpid and socket have no memory arguments.
@@ -93,20 +108,29 @@ fn child() {
 
 /// Makes `sysno` with arguments that satisfy (or break) `pin` and that the
 /// kernel then rejects or performs harmlessly.
-fn call(sysno: Sysno, pin: Pin, args: Args, fds: &Fds) {
+fn call(sysno: Sysno, pin: Pin, args: Args, fds: &Child) {
     let nr = i64::from(sysno.id());
     let mut a = [u64::MAX; 6];
     match pin {
         Pin::Any => {}
+        Pin::Kick => {
+            // The child ignores SIGRTMIN (see `child`).
+            let (pid, tid) = (u64::from(fds.pid), fds.tid as u64);
+            a = [pid, tid, libc::SIGRTMIN() as u64, 0, 0, 0];
+            if args == Args::WrongValue {
+                a[2] = libc::SIGUSR2 as u64;
+            } else if args == Args::WrongFd {
+                a[0] = 1; // init: another process
+            }
+        }
         Pin::Arg(i, v) => {
             a = harmless(sysno);
             a[usize::from(i)] = if args == Args::Good { v } else { v ^ 0x100 };
         }
         Pin::Ioctl(role, request) => {
             let fd = match role {
-                FdRole::Vcpu => fds.vcpu,
-                FdRole::Vm => fds.vm,
-                FdRole::Any => fds.vm,
+                FdRole::Vcpu => fds.fds.vcpu,
+                FdRole::Vm | FdRole::Any => fds.fds.vm,
             };
             a[0] = if args == Args::WrongFd { 0 } else { fd as u64 };
             a[1] = if args == Args::WrongValue {
@@ -210,7 +234,10 @@ fn every_allowed_call_passes_with_its_arguments_and_dies_without_them() {
                 continue;
             }
             assert_killed(&spawn(&format!("{k}:{i}:value:on")), &what, name);
-            if matches!(entry.pin, Pin::Ioctl(FdRole::Vcpu | FdRole::Vm, _)) {
+            if matches!(
+                entry.pin,
+                Pin::Ioctl(FdRole::Vcpu | FdRole::Vm, _) | Pin::Kick
+            ) {
                 assert_killed(
                     &spawn(&format!("{k}:{i}:fd:on")),
                     &format!("{what} on fd 0"),

@@ -14,9 +14,9 @@
 use crate::error::{Error, Result};
 use event_manager::{EventManager, EventOps, EventSet, Events, MutEventSubscriber, SubscriberOps};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use ukvm_sandbox::{seccomp, Fds, SeccompMode, ThreadKind};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -109,11 +109,10 @@ impl IoThread {
     /// I/O thread's own filter because the thread was started before the
     /// vCPU thread's.
     pub fn serve(&mut self, mode: SeccompMode, fds: Fds) -> Result<()> {
-        let started = self.go.take().is_some_and(|go| go.send((mode, fds)).is_ok());
-        match self.filtered.recv() {
-            Ok(result) if started => result,
-            _ => Err(Error::Device("I/O thread: ended while starting".into())),
-        }
+        let gone = || Error::Device("I/O thread: ended while starting".into());
+        let go = self.go.take().ok_or_else(gone)?;
+        go.send((mode, fds)).map_err(|_| gone())?;
+        self.filtered.recv().map_err(|_| gone())?
     }
 
     /// Finishes the request in progress, then stops and joins the thread.
