@@ -241,7 +241,7 @@ fn malformed_images_are_refused_with_their_error() {
         ),
         (
             "hvt-badabi",
-            "Solo5 hvt image: Solo5 hvt ABI version 2 is not supported (ukvm implements version 1)",
+            "Solo5 hvt image: Solo5 hvt ABI version 3 is not supported (ukvm implements versions 1 and 2)",
         ),
         (
             "hvt-bigmft",

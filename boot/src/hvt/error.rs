@@ -15,15 +15,11 @@ pub enum Error {
         /// The `abi_target` found.
         target: u32,
     },
-    /// The hvt ABI version differs from ours.
-    #[error(
-        "Solo5 hvt ABI version {found} is not supported (ukvm implements version {supported})"
-    )]
+    /// The hvt ABI version is not one of [`super::ABI_VERSIONS`].
+    #[error("Solo5 hvt ABI version {found} is not supported (ukvm implements versions 1 and 2)")]
     UnsupportedAbiVersion {
         /// Version in the image.
         found: u32,
-        /// [`super::ABI_VERSION`].
-        supported: u32,
     },
     /// A Solo5 note whose header or size is malformed.
     #[error("{note} note: {why}")]

@@ -7,7 +7,7 @@
 //!
 //! - An hvt image is an ELF64 x86-64 executable with a `.note.solo5.abi`
 //!   note (owner "Solo5", type "ABI1") whose descriptor names the target
-//!   (hvt = 1) and the ABI version ([`ABI_VERSION`]).
+//!   (hvt = 1) and the ABI version (one of [`ABI_VERSIONS`]).
 //! - Its `.note.solo5.manifest` note (type "MFT1") lists the devices the
 //!   application wants, by name and type. The handle the guest passes in a
 //!   block or net hypercall is the device's index in this list.
@@ -49,8 +49,12 @@ use crate::{cpu, layout};
 use kvm_bindings::kvm_sregs;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-/// The hvt ABI version ukvm implements (`HVT_ABI_VERSION`).
-pub const ABI_VERSION: u32 = 1;
+/// The hvt ABI versions ukvm implements (`HVT_ABI_VERSION`): 1 (Solo5
+/// 0.6 to 0.7) and 2 (Solo5 0.8 and later). Version 2 changed the guest's
+/// own memory layout (TLS sections), not what the monitor does; solo5-hvt
+/// 0.11 then appended the ring I/O fields to the boot information without
+/// a new version, so every version-2 guest may or may not use them.
+pub const ABI_VERSIONS: [u32; 2] = [1, 2];
 /// `enum abi_target` value of hvt.
 pub const ABI_TARGET_HVT: u32 = 1;
 /// Lowest address a segment may load at (`HVT_GUEST_MIN_BASE`).

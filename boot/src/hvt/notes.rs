@@ -1,7 +1,7 @@
 //! The Solo5 ELF notes: finding them among the PT_NOTE segments the ELF
 //! way, and the ABI note that says which target and version an image is.
 
-use super::{Error, ABI_TARGET_HVT, ABI_VERSION};
+use super::{Error, ABI_TARGET_HVT, ABI_VERSIONS};
 use crate::elf;
 
 pub(super) const NOTE_OWNER: &[u8] = b"Solo5\0";
@@ -135,17 +135,16 @@ pub fn abi_note(image: &[u8]) -> Result<Option<AbiNote>, Error> {
     }))
 }
 
-/// Checks that an ABI note is for hvt at [`ABI_VERSION`].
+/// Checks that an ABI note is for hvt at one of [`ABI_VERSIONS`].
 pub fn check_abi(note: AbiNote) -> Result<(), Error> {
     if note.target != ABI_TARGET_HVT {
         return Err(Error::UnsupportedTarget {
             target: note.target,
         });
     }
-    if note.version != ABI_VERSION {
+    if !ABI_VERSIONS.contains(&note.version) {
         return Err(Error::UnsupportedAbiVersion {
             found: note.version,
-            supported: ABI_VERSION,
         });
     }
     Ok(())

@@ -238,12 +238,16 @@ fn manifest_devices_and_handles() {
 
 #[test]
 fn other_abi_versions_and_targets_are_refused_by_name() {
-    let img = image(0x100000, &[text(0x100000)], &abi_desc(1, 2), &mft_desc(&[]));
+    let img = image(0x100000, &[text(0x100000)], &abi_desc(1, 3), &mft_desc(&[]));
     let e = crate::probe(&img).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "Solo5 hvt image: Solo5 hvt ABI version 2 is not supported (ukvm implements version 1)"
+        "Solo5 hvt image: Solo5 hvt ABI version 3 is not supported (ukvm implements versions 1 and 2)"
     );
+    for version in [1, 2] {
+        let img = image(0x100000, &[text(0x100000)], &abi_desc(1, version), &mft_desc(&[]));
+        assert_eq!(crate::probe(&img).unwrap(), Format::Solo5Hvt, "version {version}");
+    }
     let img = image(0x100000, &[text(0x100000)], &abi_desc(2, 1), &mft_desc(&[]));
     assert!(matches!(
         crate::probe(&img),

@@ -4,7 +4,7 @@
 # R+X / R / R+W segments with the two Solo5 notes (hvt/hvt.ld). Built with
 # the Makefile's 64-bit flags (GUEST_CFLAGS64: -mgeneral-regs-only,
 # -mno-red-zone). Three are deliberately malformed, for the loader's
-# checks: hvt-lowseg (linked below 1 MiB), hvt-badabi (ABI version 2),
+# checks: hvt-lowseg (linked below 1 MiB), hvt-badabi (ABI version 3),
 # hvt-bigmft (65 manifest entries).
 
 # Included before `all`: keep it the default goal.
@@ -23,8 +23,8 @@ HVT_LINK = $(GUEST_LD) $(GUEST_LDFLAGS64) -T $(SRC)/hvt/hvt.ld --defsym HVT_BASE
 $(OBJ)/hvt-%.o: $(SRC)/hvt/%.c $(HVT_DEPS) | $(OBJ)
 	$(Q)$(GUEST_CC) $(HVT_CFLAGS) -c $< -o $(TMP) && mv -f $(TMP) $@
 
-$(OBJ)/hvt-hello-abi2.o: $(SRC)/hvt/hello.c $(HVT_DEPS) | $(OBJ)
-	$(Q)$(GUEST_CC) $(HVT_CFLAGS) -DABI_VERSION=2 -c $< -o $(TMP) && mv -f $(TMP) $@
+$(OBJ)/hvt-hello-abi3.o: $(SRC)/hvt/hello.c $(HVT_DEPS) | $(OBJ)
+	$(Q)$(GUEST_CC) $(HVT_CFLAGS) -DABI_VERSION=3 -c $< -o $(TMP) && mv -f $(TMP) $@
 
 $(OBJ)/hvt-hello-bigmft.o: $(SRC)/hvt/hello.c $(HVT_DEPS) | $(OBJ)
 	$(Q)$(GUEST_CC) $(HVT_CFLAGS) -DBIG_MANIFEST -c $< -o $(TMP) && mv -f $(TMP) $@
@@ -37,7 +37,7 @@ $(OUT)/hvt-lowseg.bin: $(OBJ)/hvt-hvt_common.o $(OBJ)/hvt-hello.o $(SRC)/hvt/hvt
 	@echo "  GUEST   $(notdir $@)"
 	$(Q)$(call HVT_LINK,0x80000)
 
-$(OUT)/hvt-badabi.bin: $(OBJ)/hvt-hvt_common.o $(OBJ)/hvt-hello-abi2.o $(SRC)/hvt/hvt.ld
+$(OUT)/hvt-badabi.bin: $(OBJ)/hvt-hvt_common.o $(OBJ)/hvt-hello-abi3.o $(SRC)/hvt/hvt.ld
 	@echo "  GUEST   $(notdir $@)"
 	$(Q)$(call HVT_LINK,0x100000)
 
