@@ -1,11 +1,12 @@
 //! Support for the tests that boot our test unikernels: where the guests
 //! and the `ukvm` binary are, running ukvm with a time limit, and the KVM
-//! availability check.
+//! availability check. [`solo5`] locates the real Solo5 images.
 //!
 //! Tests that need `/dev/kvm` fail with a message when it is missing;
 //! setting `UKVM_SKIP_KVM_TESTS=1` turns them into skips instead.
 
 pub mod net;
+pub mod solo5;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -192,6 +192,31 @@ impl Tap {
         &self.name
     }
 
+    /// The interface's MTU (SIOCGIFMTU), what solo5-hvt gives an hvt
+    /// guest when no MTU is asked for.
+    pub fn mtu(&self) -> Result<u16, TapError> {
+        // SAFETY: socket() has no memory preconditions; the fd is owned
+        // by the File right away, which closes it.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return self.check(fd, "socket").map(|()| 0);
+        }
+        // SAFETY: `fd` is a fresh socket nobody else owns.
+        let sock = unsafe { <File as std::os::unix::io::FromRawFd>::from_raw_fd(fd) };
+        // struct ifreq: the name, then the union whose int ifr_mtu comes
+        // first.
+        let mut req = [0u8; 40];
+        req[..self.name.len()].copy_from_slice(self.name.as_bytes());
+        // SAFETY: SIOCGIFMTU reads the name and writes an int at offset 16
+        // of the 40-byte ifreq, which lives across the call.
+        let ret = unsafe {
+            vmm_sys_util::ioctl::ioctl_with_mut_ref(&sock, libc::SIOCGIFMTU as _, &mut req)
+        };
+        self.check(ret, "SIOCGIFMTU")?;
+        let mtu = i32::from_ne_bytes([req[16], req[17], req[18], req[19]]);
+        Ok(mtu.clamp(0, i32::from(u16::MAX)) as u16)
+    }
+
     /// TUNSETOFFLOAD flags this TAP accepts.
     pub fn supported_offloads(&self) -> u32 {
         self.offloads

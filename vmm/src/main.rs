@@ -1,4 +1,8 @@
-//! The `ukvm` command: boot a unikernel from the command line.
+//! The `ukvm` command: boot a unikernel from the command line. Called as
+//! `solo5-hvt` or `ukvm hvt`, it takes solo5-hvt's command line instead
+//! (`solo5_hvt.rs`).
+
+mod solo5_hvt;
 
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
@@ -16,6 +20,10 @@ Examples:
   ukvm demo                                    boot the built-in demo unikernel
   ukvm --kernel hello.bin --cmdline 'exit=7 hello'
   ukvm --kernel nginx.bin --net tap0 --disk etc.iso --disk data.iso
+  ukvm hvt --mem=64 --net:service0=tap0 -- app.hvt ARGS
+                                               solo5-hvt's command line (also
+                                               when called through a link
+                                               named solo5-hvt)
 
 Exit status: the guest's (port 0x501: (value << 1) | 1; port 0x511: value),
 0 when the guest resets, powers off or halts. Monitor errors: 2 bad flags, 240 bad
@@ -96,6 +104,12 @@ struct Opts {
 
 fn main() -> ExitCode {
     let start = ukvm::timings::process_start();
+    let argv: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if let Some(inv) = solo5_hvt::invocation(&argv) {
+        return solo5_hvt::main(inv, start);
+    }
     let cli = Cli::parse();
     let parsed = Instant::now();
     let (kernel, opts) = match cli.command {

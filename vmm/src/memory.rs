@@ -1,17 +1,20 @@
 //! Guest RAM: anonymous, not prefaulted (the kernel supplies zero pages on
 //! first touch, so a 512 MiB guest costs nothing until it uses its memory),
-//! split around the MMIO hole, and registered with KVM.
+//! laid out as the machine says (split around the MMIO hole for PCs, one
+//! range for hvt), and registered with KVM.
 
 use crate::error::{Error, Result};
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VmFd;
-use ukvm_boot::layout;
-use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, MemoryRegionAddress};
+use vm_memory::{
+    GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, MemoryRegionAddress,
+};
 
-/// Maps `size` bytes of guest RAM.
-pub fn create(size: u64) -> Result<GuestMemoryMmap> {
-    GuestMemoryMmap::from_ranges(&layout::ram_ranges(size)).map_err(|e| Error::Memory {
-        mib: size >> 20,
+/// Maps guest RAM at `ranges` (`(start, size)`, see
+/// `Machine::ram_ranges`).
+pub fn create(ranges: &[(GuestAddress, usize)]) -> Result<GuestMemoryMmap> {
+    GuestMemoryMmap::from_ranges(ranges).map_err(|e| Error::Memory {
+        mib: ranges.iter().map(|r| r.1 as u64).sum::<u64>() >> 20,
         reason: e.to_string(),
     })
 }

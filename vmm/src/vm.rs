@@ -159,7 +159,7 @@ impl Vm {
         timings.mark(Phase::VmCreated);
         // An in-kernel irqchip must exist before the vCPU.
         timings.irqchip = machine.create_chips(&vm)?;
-        let mem = memory::create(cfg.mem_bytes())?;
+        let mem = memory::create(&machine.ram_ranges(cfg.mem_bytes()))?;
         memory::register(&vm, &mem)?;
         timings.mark(Phase::MemoryRegistered);
 

@@ -187,6 +187,15 @@ pub enum Error {
         /// Regions that fit.
         max: u64,
     },
+    /// The monitor placed the network ring outside RAM (a monitor bug, or
+    /// a library user's).
+    #[error("network ring at {at:#x} does not fit page-aligned in {ram:#x} bytes of RAM above the guest's 2 MiB minimum")]
+    RingOutside {
+        /// Ring address asked for.
+        at: u64,
+        /// Bytes of RAM from 0.
+        ram: u64,
+    },
     /// The command line does not fit `HVT_CMDLINE_SIZE`.
     #[error("guest command line is {len} bytes; at most {max} fit")]
     CmdlineTooLong {

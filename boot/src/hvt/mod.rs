@@ -17,16 +17,19 @@
 //! The module reads in that order: [`notes`] (finding the notes, the ABI
 //! note), [`mod@manifest`] (the device list), [`loader`] (placement rules and
 //! loading), `paging` (page tables with segment permissions) and
-//! [`boot_info`] (what RDI points at).
+//! [`boot_info`] (what RDI points at); [`ring`] is the layout of the
+//! network ring that boot info offers.
 //!
 //! Guest physical layout (below 1 MiB; the kernel loads at or above
 //! [`GUEST_MIN_BASE`]):
 //!
 //! ```text
 //! 0x0500  GDT (shared with every other mode, crate::cpu)
-//! 0x5000  struct hvt_boot_info, then the manifest, then the command line
 //! 0x9000  PML4, PDPT, page directories (crate::cpu::write_page_tables)
-//! 0x10000 4 KiB page tables for the 2 MiB regions holding the kernel
+//! 0x10000 struct hvt_boot_info, then the manifest, then the command line
+//!         (the guest sees nothing below this page, and this area
+//!         read-only, as under solo5-hvt)
+//! 0x14000 4 KiB page tables for the first 2 MiB and the kernel's regions
 //! ```
 
 pub mod boot_info;
@@ -35,6 +38,7 @@ pub mod loader;
 pub mod manifest;
 pub mod notes;
 mod paging;
+pub mod ring;
 
 pub use boot_info::{write_cycle_freq, HvtParams};
 pub use error::Error;
@@ -45,7 +49,7 @@ pub use manifest::{
 };
 pub use notes::{abi_note, check_abi, is_solo5, AbiNote};
 
-use crate::{cpu, layout};
+use crate::cpu;
 use kvm_bindings::kvm_sregs;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
@@ -59,19 +63,34 @@ pub const ABI_VERSIONS: [u32; 2] = [1, 2];
 pub const ABI_TARGET_HVT: u32 = 1;
 /// Lowest address a segment may load at (`HVT_GUEST_MIN_BASE`).
 pub const GUEST_MIN_BASE: u64 = 0x10_0000;
-/// Where `struct hvt_boot_info` goes (RDI at entry); as solo5-hvt does.
-pub const BOOT_INFO_ADDR: u64 = 0x5000;
-/// Size of `struct hvt_boot_info`: five 64-bit fields.
-pub const BOOT_INFO_SIZE: u64 = 40;
+/// Where `struct hvt_boot_info` goes (RDI at entry), as solo5-hvt does
+/// (`X86_BOOT_INFO_BASE`): the lowest page the guest can see.
+pub const BOOT_INFO_ADDR: u64 = 0x10000;
+/// End of the boot information area: the structure, the manifest (at most
+/// [`MFT_NOTE_MAX_SIZE`]) and the command line ([`CMDLINE_SIZE`]).
+pub const BOOT_INFO_AREA_END: u64 = 0x14000;
+const _: () = assert!(
+    BOOT_INFO_ADDR + BOOT_INFO_SIZE + MFT_NOTE_MAX_SIZE as u64 + 8 + CMDLINE_SIZE as u64
+        <= BOOT_INFO_AREA_END
+);
+/// Size of `struct hvt_boot_info`: five 64-bit fields, then the ring I/O
+/// fields solo5-hvt 0.11 appended (`host_features`, `guest_features`,
+/// `net_ring`). Older guests read only the first 40 bytes; the manifest
+/// follows wherever the `mft` field says.
+pub const BOOT_INFO_SIZE: u64 = 56;
+/// `HVT_FEATURE_RING_IO`: the tender offers the network ring (bit of
+/// `host_features`).
+pub const FEATURE_RING_IO: u32 = 1;
 /// Longest guest command line, NUL included (`HVT_CMDLINE_SIZE`).
 pub const CMDLINE_SIZE: usize = 8192;
 /// First hypercall port (`HVT_HYPERCALL_PIO_BASE`); call N is port base + N.
 pub const HYPERCALL_PIO_BASE: u16 = 0x500;
 /// One past the last hypercall number (`HVT_HYPERCALL_MAX`).
 pub const HYPERCALL_MAX: u16 = 9;
-/// Largest guest memory: hypercall arguments are 32-bit addresses, and RAM
-/// must be contiguous below ukvm's MMIO hole.
-pub const MAX_MEM_SIZE: u64 = layout::MMIO_HOLE_START;
+/// Largest guest memory (`X86_GUEST_MAX_MEM_SIZE`): hypercall arguments
+/// are 32-bit addresses. An hvt machine has no MMIO, so its RAM is one
+/// range from 0, as solo5-hvt maps it.
+pub const MAX_MEM_SIZE: u64 = 4 << 30;
 
 /// Hypercall numbers (`enum hvt_hypercall`).
 pub mod call {

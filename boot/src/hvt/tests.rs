@@ -163,6 +163,7 @@ fn recognised_and_loaded_with_boot_info() {
             ),
         ],
         cpu_cycle_freq: 0,
+        net_ring: None,
     };
     let boot = load(&m, &img, &params).unwrap();
     assert_eq!(boot.format, Format::Solo5Hvt);
@@ -188,7 +189,7 @@ fn recognised_and_loaded_with_boot_info() {
     assert_eq!(m.read_obj::<u8>(GuestAddress(e1 + 96)).unwrap(), 1);
     let e2 = e1 + MFT_ENTRY_SIZE as u64;
     assert_eq!(m.read_obj::<u16>(GuestAddress(e2 + 78)).unwrap(), 1500);
-    assert!(cmdline + CMDLINE_SIZE as u64 <= layout::PAGE_TABLES_ADDR);
+    assert!(cmdline + CMDLINE_SIZE as u64 <= BOOT_INFO_AREA_END);
     // Segments and bss.
     assert_eq!(m.read_obj::<u8>(GuestAddress(0x100000)).unwrap(), 0xf4);
     assert_eq!(m.read_obj::<u8>(GuestAddress(0x101000)).unwrap(), 0xaa);
@@ -204,6 +205,14 @@ fn page_tables_carry_segment_permissions() {
     // Region 0 (0-2 MiB) holds the kernel: a 4 KiB table.
     assert_eq!(rd(pd), PAGE_TABLES_4K_ADDR | 3);
     let pte = |page: u64| rd(PAGE_TABLES_4K_ADDR + (page >> 12) * 8);
+    // Low memory as solo5-hvt maps it: nothing below the boot information
+    // (NULL-pointer accesses fault), the boot information read-only, and
+    // ukvm's own page tables hidden.
+    assert_eq!(pte(0), 0);
+    assert_eq!(pte(0x8000), 0);
+    assert_eq!(pte(BOOT_INFO_ADDR), BOOT_INFO_ADDR | 1 | PTE_NX);
+    assert_eq!(pte(PAGE_TABLES_4K_ADDR), 0);
+    assert_eq!(pte(0x80000), 0x80000 | 1 | PTE_NX);
     assert_eq!(pte(0x100000), 0x100000 | 1); // text: read-only, executable
     assert_eq!(pte(0x101000), 0x101000 | 3 | PTE_NX); // data: no execute
     assert_eq!(pte(0x103000), 0x103000 | 3); // heap
@@ -245,8 +254,17 @@ fn other_abi_versions_and_targets_are_refused_by_name() {
         "Solo5 hvt image: Solo5 hvt ABI version 3 is not supported (ukvm implements versions 1 and 2)"
     );
     for version in [1, 2] {
-        let img = image(0x100000, &[text(0x100000)], &abi_desc(1, version), &mft_desc(&[]));
-        assert_eq!(crate::probe(&img).unwrap(), Format::Solo5Hvt, "version {version}");
+        let img = image(
+            0x100000,
+            &[text(0x100000)],
+            &abi_desc(1, version),
+            &mft_desc(&[]),
+        );
+        assert_eq!(
+            crate::probe(&img).unwrap(),
+            Format::Solo5Hvt,
+            "version {version}"
+        );
     }
     let img = image(0x100000, &[text(0x100000)], &abi_desc(2, 1), &mft_desc(&[]));
     assert!(matches!(
@@ -337,8 +355,17 @@ fn misplaced_segments_are_refused() {
         Error::EntryOutside { .. }
     ));
     let img = image(0x100000, &[text(0x100000)], &abi, &mft);
-    let e = hvt_err(load(&mem(4 << 10), &img, &HvtParams::default()));
-    assert!(matches!(e, Error::MemSize { .. }));
+    // hvt RAM is one range from 0, at most 4 GiB as under solo5-hvt.
+    let big = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), (4 << 30) + (2 << 20))]).unwrap();
+    let e = hvt_err(load(&big, &img, &HvtParams::default()));
+    assert!(matches!(e, Error::MemSize { mib: 4098, .. }), "{e:?}");
+    // A ring that does not fit below the end of RAM is refused.
+    let params = HvtParams {
+        net_ring: Some((32 << 20) - 0x1000),
+        ..Default::default()
+    };
+    let e = hvt_err(load(&mem(32), &img, &params));
+    assert!(matches!(e, Error::RingOutside { .. }), "{e:?}");
 }
 
 #[test]
@@ -351,4 +378,46 @@ fn truncated_notes_are_refused() {
         crate::probe(&img),
         Err(crate::Error::Hvt(Error::BadNote { .. }))
     ));
+}
+
+#[test]
+fn extended_boot_info_offers_the_ring_and_ends_guest_memory_below_it() {
+    let img = good();
+    let m = mem(32);
+    let rd = |a: u64| m.read_obj::<u64>(GuestAddress(a)).unwrap();
+    let rd32 = |a: u64| m.read_obj::<u32>(GuestAddress(a)).unwrap();
+    let ring_at = (32 << 20) - ring::RESERVE;
+    let params = HvtParams {
+        net_ring: Some(ring_at),
+        ..Default::default()
+    };
+    let boot = load(&m, &img, &params).unwrap();
+    assert_eq!(rd(BOOT_INFO_ADDR), ring_at, "mem_size ends at the ring");
+    assert_eq!(boot.regs.rsp, ring_at - 8);
+    assert_eq!(
+        rd32(BOOT_INFO_ADDR + boot_info::HOST_FEATURES_AT),
+        FEATURE_RING_IO
+    );
+    assert_eq!(rd32(BOOT_INFO_ADDR + boot_info::GUEST_FEATURES_AT), 0);
+    assert_eq!(rd(BOOT_INFO_ADDR + boot_info::NET_RING_AT), ring_at);
+    // The manifest follows the 56-byte structure.
+    assert_eq!(rd(BOOT_INFO_ADDR + 32), BOOT_INFO_ADDR + BOOT_INFO_SIZE);
+
+    // Without the ring: no feature, no ring, all of RAM.
+    let m = mem(32);
+    load(&m, &img, &HvtParams::default()).unwrap();
+    assert_eq!(
+        m.read_obj::<u64>(GuestAddress(BOOT_INFO_ADDR)).unwrap(),
+        32 << 20
+    );
+    assert_eq!(
+        m.read_obj::<u32>(GuestAddress(BOOT_INFO_ADDR + boot_info::HOST_FEATURES_AT))
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        m.read_obj::<u64>(GuestAddress(BOOT_INFO_ADDR + boot_info::NET_RING_AT))
+            .unwrap(),
+        0
+    );
 }

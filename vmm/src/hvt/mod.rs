@@ -21,10 +21,12 @@ use ukvm_devices::serial::Serial;
 use ukvm_devices::Bus;
 use ukvm_virtio_blk::{Disk, DiskSpec, SECTOR_SIZE};
 use ukvm_virtio_net::{NetSpec, Tap};
-use vm_memory::GuestMemoryMmap;
+use vm_memory::{GuestAddress, GuestMemoryMmap};
 
 /// An hvt guest's manifest and the devices attached to it.
 pub(crate) struct Hvt {
+    /// Bytes of RAM: the guest's memory, plus the network ring's reserve.
+    ram_bytes: u64,
     manifest: Manifest,
     params: HvtParams,
     blocks: Vec<(u64, BlockDev)>,
@@ -38,6 +40,26 @@ fn split_name(spec: &str) -> (Option<&str>, &str) {
         Some((name, _)) => (Some(name), &spec[name.len() + 1..]),
         None => (None, spec),
     }
+}
+
+/// Takes a `sector-size=N` option out of `FILE[,OPTIONS]`: Solo5 block
+/// devices may have sectors of any power of two from 512 bytes
+/// (`--block-sector-size` of solo5-hvt).
+fn block_size_option(file: &str) -> std::result::Result<(String, u16), String> {
+    let mut parts: Vec<&str> = file.split(',').collect();
+    let mut size = SECTOR_SIZE as u16;
+    if let Some(at) = parts.iter().position(|p| p.starts_with("sector-size=")) {
+        let value = &parts[at]["sector-size=".len()..];
+        size = value
+            .parse::<u16>()
+            .ok()
+            .filter(|&n| n >= 512 && n.is_power_of_two())
+            .ok_or_else(|| {
+                format!("sector-size={value}: Block size must be a multiple of 2 greater than or equal 512")
+            })?;
+        parts.remove(at);
+    }
+    Ok((parts.join(","), size))
 }
 
 fn names(manifest: &Manifest, kind: DeviceKind) -> String {
@@ -94,6 +116,7 @@ impl Hvt {
             source,
         })?;
         let mut hvt = Hvt {
+            ram_bytes: mem_bytes,
             manifest,
             params: HvtParams {
                 cmdline: cmdline.to_string(),
@@ -125,22 +148,30 @@ impl Hvt {
     fn attach_disk(&mut self, spec: &str) -> Result<()> {
         let (handle, name) = resolve(&self.manifest, DeviceKind::Block, "--disk", spec)?;
         let (_, file) = split_name(spec);
+        let (file, block_size) = block_size_option(file)
+            .map_err(|why| Error::Config(format!("--disk {spec}: {why}")))?;
         let disk_spec =
-            DiskSpec::parse(file).map_err(|e| Error::Config(format!("--disk {spec}: {e}")))?;
+            DiskSpec::parse(&file).map_err(|e| Error::Config(format!("--disk {spec}: {e}")))?;
         let disk = Disk::open(&disk_spec).map_err(|e| Error::Device(e.to_string()))?;
-        if disk.sectors == 0 {
+        let capacity = disk.sectors * SECTOR_SIZE;
+        // solo5-hvt's checks and words.
+        if capacity % u64::from(block_size) != 0 {
             return Err(Error::Device(format!(
-                "--disk {spec}: the image is empty; a Solo5 block device needs at least one {SECTOR_SIZE}-byte block"
+                "{name}: Backing storage size must be block aligned ({block_size} bytes)"
             )));
         }
-        let capacity = disk.sectors * SECTOR_SIZE;
+        if capacity < u64::from(block_size) {
+            return Err(Error::Device(format!(
+                "{name}: Backing storage must be at least 1 block ({block_size} bytes) in size"
+            )));
+        }
         self.claim(
             handle,
             &name,
             "--disk",
             Attachment::Block {
                 capacity,
-                block_size: SECTOR_SIZE as u16,
+                block_size,
             },
         )?;
         self.blocks.push((handle, BlockDev::new(disk)));
@@ -154,12 +185,19 @@ impl Hvt {
             .parse()
             .map_err(|e| Error::Config(format!("--net {spec}: {e}")))?;
         let tap = Tap::open(&net_spec.tap).map_err(|e| Error::Device(e.to_string()))?;
+        // Without mtu=, the guest gets the interface's MTU, as solo5-hvt
+        // gives it.
+        let mtu = if tap_spec.split(',').any(|o| o.starts_with("mtu=")) {
+            net_spec.mtu
+        } else {
+            tap.mtu().map_err(|e| Error::Device(e.to_string()))?
+        };
         let attachment = Attachment::Net {
             mac: net_spec.mac.0,
-            mtu: net_spec.mtu,
+            mtu,
         };
         self.claim(handle, &name, "--net", attachment)?;
-        let dev = NetDev::new(tap, net_spec.mtu).map_err(|e| Error::Device(e.to_string()))?;
+        let dev = NetDev::new(tap, mtu).map_err(|e| Error::Device(e.to_string()))?;
         self.nets.push((handle, dev));
         Ok(())
     }
@@ -191,6 +229,12 @@ impl Hvt {
             "the unikernel's manifest declares devices left unattached: {}",
             missing.join("; ")
         )))
+    }
+
+    /// Guest RAM: one range from 0, as solo5-hvt maps it (the hvt machine
+    /// has no MMIO hole to leave out).
+    pub(crate) fn ram_ranges(&self) -> Vec<(GuestAddress, usize)> {
+        vec![(GuestAddress(0), self.ram_bytes as usize)]
     }
 
     /// Loads the image with the attachments filled into its manifest.

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use ukvm_boot::{Boot, BootParams};
 use ukvm_devices::serial::Serial;
 use ukvm_devices::Bus;
-use vm_memory::GuestMemoryMmap;
+use vm_memory::{GuestAddress, GuestMemoryMmap};
 
 /// An hvt guest and its attached devices.
 pub(crate) struct HvtMachine(Hvt);
@@ -31,6 +31,10 @@ impl HvtMachine {
 }
 
 impl Machine for HvtMachine {
+    fn ram_ranges(&self, _mem_bytes: u64) -> Vec<(GuestAddress, usize)> {
+        self.0.ram_ranges()
+    }
+
     fn load(
         &self,
         mem: &GuestMemoryMmap,

@@ -26,7 +26,7 @@ use ukvm_boot::{Boot, BootParams, Format};
 use ukvm_devices::irq::IrqTrigger;
 use ukvm_devices::serial::Serial;
 use ukvm_devices::Bus;
-use vm_memory::GuestMemoryMmap;
+use vm_memory::{GuestAddress, GuestMemoryMmap};
 
 /// What a machine put on the VM's buses.
 pub(crate) struct Devices {
@@ -42,6 +42,12 @@ pub(crate) trait Machine {
     /// in-kernel irqchip). Returns whether the VM has KVM's irqchip.
     fn create_chips(&mut self, _vm: &VmFd) -> Result<bool> {
         Ok(false)
+    }
+
+    /// Guest RAM `(start, size)` ranges for `mem_bytes` of requested
+    /// memory: by default split around the MMIO hole.
+    fn ram_ranges(&self, mem_bytes: u64) -> Vec<(GuestAddress, usize)> {
+        ukvm_boot::layout::ram_ranges(mem_bytes)
     }
 
     /// Writes firmware tables the loader points the kernel at; returns the

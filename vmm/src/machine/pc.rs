@@ -28,6 +28,14 @@ pub(crate) struct PcMachine {
 impl PcMachine {
     /// Opens every `--disk` image and `--net` TAP.
     pub(crate) fn new(cfg: &VmConfig) -> Result<Self> {
+        if cfg.disks.len() + cfg.nets.len() > pci::MAX_DEVICES {
+            return Err(Error::Config(format!(
+                "too many devices: {} disks and {} NICs, but the PCI bus has {} free slots",
+                cfg.disks.len(),
+                cfg.nets.len(),
+                pci::MAX_DEVICES
+            )));
+        }
         Ok(PcMachine {
             disks: pci::open_disks(&pci::parse_disks(&cfg.disks)?)?,
             nets: net::open_nets(net::parse_nets(&cfg.nets)?)?,

@@ -1,0 +1,77 @@
+//! Solo5 v0.12.1's own conformance tests, from `<repo>/../shared/solo5`
+//! (CI lays a copy of `shared/` beside the clone; see its README.txt for
+//! how upstream runs each test): where the images are, the real
+//! `solo5-hvt` tender, ukvm under the `solo5-hvt` name, and the outcomes
+//! upstream's `tests.bats` checks.
+//!
+//! A missing directory or image fails the test with a message saying so.
+
+use crate::{Outcome, TempDir};
+use std::path::{Path, PathBuf};
+
+/// The directory holding the Solo5 images: `<repo root>/../shared/solo5`.
+pub fn dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/solo5");
+    assert!(
+        dir.is_dir(),
+        "{}: missing. The Solo5 conformance tests need Solo5 v0.12.1's test images \
+         in ../shared/solo5 beside the repository (see shared/solo5/README.txt)",
+        dir.display()
+    );
+    dir
+}
+
+/// Path of `name` in [`dir`] (e.g. `"test_hello.hvt"`), checked to exist.
+pub fn image(name: &str) -> PathBuf {
+    let path = dir().join(name);
+    assert!(
+        path.is_file(),
+        "{}: missing from ../shared/solo5 (see its README.txt for the expected files)",
+        path.display()
+    );
+    path
+}
+
+/// The real `solo5-hvt` tender (the peer in benchmarks).
+pub fn tender() -> PathBuf {
+    image("solo5-hvt")
+}
+
+/// A path to the ukvm binary named `solo5-hvt` (a symlink in the build's
+/// target directory, made once), so that ukvm takes solo5-hvt's command
+/// line as the real tender does.
+pub fn ukvm_as_solo5_hvt() -> PathBuf {
+    let ukvm = crate::ukvm_bin();
+    let dir = ukvm.parent().expect("target dir").join("solo5-hvt-name");
+    let link = dir.join("solo5-hvt");
+    if std::fs::read_link(&link).ok().as_deref() != Some(ukvm.as_path()) {
+        std::fs::create_dir_all(&dir).expect("create the symlink's directory");
+        // Made under a unique name and renamed: test binaries running in
+        // parallel may race here.
+        let tmp = dir.join(format!("solo5-hvt.{}", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(&ukvm, &tmp).expect("symlink solo5-hvt -> ukvm");
+        std::fs::rename(&tmp, &link).expect("rename the solo5-hvt symlink");
+    }
+    link
+}
+
+/// A file of `len` zero bytes in `dir` (a Solo5 block device image).
+pub fn zero_file(dir: &TempDir, name: &str, len: u64) -> PathBuf {
+    let path = dir.join(name);
+    let f = std::fs::File::create(&path).expect("create block image");
+    f.set_len(len).expect("size block image");
+    path
+}
+
+/// Upstream's `expect_success` for hvt: exit status 0 and "SUCCESS".
+pub fn assert_success(out: &Outcome) {
+    assert_eq!(out.status, Some(0), "{out:#?}");
+    assert!(out.stdout.contains("SUCCESS"), "{out:#?}");
+}
+
+/// Upstream's `expect_abort` for hvt: exit status 255 and "ABORT".
+pub fn assert_abort(out: &Outcome) {
+    assert_eq!(out.status, Some(255), "{out:#?}");
+    assert!(out.stdout.contains("ABORT"), "{out:#?}");
+}
