@@ -193,7 +193,7 @@ fn guest_mem_size(ram: u64, net_ring: Option<u64>) -> Result<u64, Error> {
     match net_ring {
         None => Ok(ram),
         Some(at)
-            if at % PAGE_SIZE == 0
+            if at.is_multiple_of(PAGE_SIZE)
                 && at >= layout::MIN_MEM_SIZE
                 && at.checked_add(ring::BYTES).is_some_and(|end| end <= ram) =>
         {

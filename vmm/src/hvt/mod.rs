@@ -155,7 +155,7 @@ impl Hvt {
         let disk = Disk::open(&disk_spec).map_err(|e| Error::Device(e.to_string()))?;
         let capacity = disk.sectors * SECTOR_SIZE;
         // solo5-hvt's checks and words.
-        if capacity % u64::from(block_size) != 0 {
+        if !capacity.is_multiple_of(u64::from(block_size)) {
             return Err(Error::Device(format!(
                 "{name}: Backing storage size must be block aligned ({block_size} bytes)"
             )));
