@@ -6,6 +6,7 @@
 //! setting `UKVM_SKIP_KVM_TESTS=1` turns them into skips instead.
 
 pub mod net;
+pub mod oci;
 pub mod solo5;
 
 use std::io::Read;
@@ -156,6 +157,11 @@ impl TempDir {
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).expect("create temp dir");
         TempDir(path)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
     }
 
     /// Path of `name` inside the directory.

@@ -88,6 +88,60 @@ impl NetNs {
         t
     }
 
+    /// `ip -n NAME args...`, asserting success; returns stdout.
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut all = vec!["-n", &self.name];
+        all.extend_from_slice(args);
+        String::from_utf8_lossy(&ip(&all).stdout).into_owned()
+    }
+
+    /// `tc -n NAME args...`'s stdout.
+    pub fn tc(&self, args: &[&str]) -> String {
+        let out = Command::new("tc")
+            .args(["-n", &self.name])
+            .args(args)
+            .output()
+            .expect("run tc (iproute2)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The namespace's file (for a runtime spec's `path`).
+    pub fn path(&self) -> String {
+        format!("/var/run/netns/{}", self.name)
+    }
+
+    /// Creates a veth pair, `inner` here and the other end in `outer_ns`
+    /// at `outer_cidr`, both up; returns the outer end's name.
+    pub fn add_veth(&self, inner: &str, outer_ns: &NetNs, outer_cidr: &str) -> String {
+        let outer = format!("{}v{}", self.tag, self.taps.fetch_add(1, Ordering::Relaxed));
+        ip(&[
+            "-n",
+            &self.name,
+            "link",
+            "add",
+            inner,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &outer,
+            "netns",
+            &outer_ns.name,
+        ]);
+        ip(&["-n", &self.name, "link", "set", inner, "up"]);
+        ip(&[
+            "-n",
+            &outer_ns.name,
+            "addr",
+            "add",
+            outer_cidr,
+            "dev",
+            &outer,
+        ]);
+        ip(&["-n", &outer_ns.name, "link", "set", &outer, "up"]);
+        outer
+    }
+
     /// Deletes a TAP while it may be in use.
     pub fn delete_tap(&self, tap: &str) {
         ip(&["-n", &self.name, "link", "del", tap]);
