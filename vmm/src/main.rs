@@ -4,6 +4,8 @@
 
 mod solo5_hvt;
 
+mod signals;
+
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
@@ -26,7 +28,9 @@ Examples:
                                                named solo5-hvt)
 
 Exit status: the guest's (port 0x501: (value << 1) | 1; port 0x511: value),
-0 when the guest resets, powers off or halts. Monitor errors: 2 bad flags, 240 bad
+0 when the guest resets, powers off or halts, 128 + the signal's number
+when SIGTERM or SIGINT stopped it (143, 130: output flushed, --timings
+written). Monitor errors: 2 bad flags, 240 bad
 configuration, 241 kernel file unreadable, 242 kernel image invalid,
 243 /dev/kvm unavailable, 244 KVM or host failure, 245 device backend
 failure, 246 guest crash (triple fault, emulation failure), 247 guest
@@ -110,6 +114,8 @@ fn main() -> ExitCode {
     if let Some(inv) = solo5_hvt::invocation(&argv) {
         return solo5_hvt::main(inv, start);
     }
+    // Before any other thread exists, so that all of them inherit the mask.
+    let signals = signals::block();
     let cli = Cli::parse();
     let parsed = Instant::now();
     let (kernel, opts) = match cli.command {
@@ -165,7 +171,7 @@ fn main() -> ExitCode {
     for n in opts.net {
         cfg = cfg.net(n);
     }
-    run(cfg, timings, opts.verbose)
+    run(cfg, timings, opts.verbose, signals)
 }
 
 /// Where `--timings` goes: stderr, or a file opened before the sandbox.
@@ -185,7 +191,12 @@ impl TimingsOut {
     }
 }
 
-fn run(cfg: VmConfig, timings_out: Option<TimingsOut>, verbose: bool) -> ExitCode {
+fn run(
+    cfg: VmConfig,
+    timings_out: Option<TimingsOut>,
+    verbose: bool,
+    signals: signals::Blocked,
+) -> ExitCode {
     let mut vm = match cfg.build() {
         Ok(vm) => vm,
         Err(e) => return fail(&e),
@@ -193,16 +204,22 @@ fn run(cfg: VmConfig, timings_out: Option<TimingsOut>, verbose: bool) -> ExitCod
     if verbose {
         eprintln!("ukvm: {}", vm.boot().describe());
     }
+    let received = signals.start(vm.stop_handle());
     let result = vm.run();
+    // A guest stopped by a signal exits as the signal says.
+    let status = |exit: &ukvm::Exit| match (exit, received.exit_status()) {
+        (ukvm::Exit::Stopped, Some(s)) => i32::from(s),
+        _ => exit.status(),
+    };
     if let Some(out) = timings_out {
         let json = vm.shutdown().to_json();
         report_timings(out, &json);
-    } else if let Ok(exit) = result {
+    } else if let Ok(exit) = &result {
         // Nobody waits for the VM's teardown: don't make them.
-        ukvm::fastexit::exit_detached(vm, exit.status());
+        ukvm::fastexit::exit_detached(vm, status(exit));
     }
     match result {
-        Ok(exit) => ExitCode::from(exit.status() as u8),
+        Ok(exit) => ExitCode::from(status(&exit) as u8),
         Err(e) => fail(&e),
     }
 }
