@@ -17,6 +17,7 @@ packages=(
   busybox-static    # initramfs of the Linux boot test
   cpio              # packing that initramfs
   util-linux        # unshare, setpriv
+  runc              # ukvm-oci hands non-unikernel bundles to runc
   ca-certificates
   curl
   xz-utils
