@@ -175,6 +175,7 @@ pub static COMMON: &[Allowed] = &[
     allow(Sysno::fdatasync, Pin::Any, "disk flush requests"),
     allow(Sysno::ioctl, Pin::Ioctl(VmFd, KVM_IRQ_LINE), "PCI INTx interrupt lines"),
     allow(Sysno::tgkill, Pin::Kick, "kicks the vCPU thread out of KVM_RUN (SIGRTMIN, this process only)"),
+    allow(Sysno::getpid, Pin::Any, "pthread_kill (the kick from a stop request) asks for the pid before tgkill"),
     allow(Sysno::close, Pin::Any, "teardown"),
     allow(Sysno::fcntl, Pin::Arg(1, libc::F_GETFD as u64), "debug builds check an fd before closing it"),
     allow(Sysno::rt_sigreturn, Pin::Any, "return from signal handlers"),

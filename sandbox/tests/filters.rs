@@ -84,9 +84,9 @@ fn child() {
     let fds = Child { fds, pid, tid };
     match parts[1] {
         "unlisted" => {
-            // SAFETY: getpid and socket have no memory arguments.
+            // SAFETY: getppid and socket have no memory arguments.
             unsafe {
-                libc::getpid();
+                libc::getppid();
                 libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
             }
         }
@@ -252,7 +252,7 @@ fn every_allowed_call_passes_with_its_arguments_and_dies_without_them() {
 fn unlisted_calls_kill_with_a_message_and_log_mode_lets_them_run() {
     for kind in ThreadKind::ALL {
         let k = case_name(kind);
-        assert_killed(&spawn(&format!("{k}:unlisted:-:on")), k, "getpid");
+        assert_killed(&spawn(&format!("{k}:unlisted:-:on")), k, "getppid");
         let logged = spawn(&format!("{k}:unlisted:-:log"));
         assert_eq!(logged.status.code(), Some(0), "{k} log mode: {logged:?}");
         let off = spawn(&format!("{k}:unlisted:-:off"));

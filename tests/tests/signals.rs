@@ -7,13 +7,21 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use ukvm_tests::{guest, kvm_available, ukvm_bin, TempDir, RUN_LIMIT};
 
-fn stopped_by(signal: libc::c_int) {
+fn stopped_by(signal: libc::c_int, seccomp: &str) {
     let dir = TempDir::new("signals");
     let timings = dir.join("timings.json");
     // ~1 hour of ring-0 loop here: only the signal can end this run.
     let mut child = Command::new(ukvm_bin())
         .args(["--kernel", guest("grind").to_str().unwrap()])
-        .args(["--cmdline", "loop=4000000000", "--mem", "32", "--timings"])
+        .args([
+            "--cmdline",
+            "loop=4000000000",
+            "--mem",
+            "32",
+            "--seccomp",
+            seccomp,
+        ])
+        .arg("--timings")
         .arg(&timings)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -45,13 +53,20 @@ fn stopped_by(signal: libc::c_int) {
 #[test]
 fn sigterm_stops_the_guest_with_status_143_and_timings() {
     if kvm_available() {
-        stopped_by(libc::SIGTERM);
+        stopped_by(libc::SIGTERM, "off");
     }
 }
 
 #[test]
 fn sigint_stops_the_guest_with_status_130() {
     if kvm_available() {
-        stopped_by(libc::SIGINT);
+        stopped_by(libc::SIGINT, "off");
+    }
+}
+
+#[test]
+fn sigterm_stops_the_guest_under_seccomp() {
+    if kvm_available() {
+        stopped_by(libc::SIGTERM, "on");
     }
 }

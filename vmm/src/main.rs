@@ -171,7 +171,7 @@ fn main() -> ExitCode {
     for n in opts.net {
         cfg = cfg.net(n);
     }
-    run(cfg, timings, opts.verbose, signals)
+    run(cfg, timings, opts.verbose, (signals, opts.seccomp))
 }
 
 /// Where `--timings` goes: stderr, or a file opened before the sandbox.
@@ -195,7 +195,7 @@ fn run(
     cfg: VmConfig,
     timings_out: Option<TimingsOut>,
     verbose: bool,
-    signals: signals::Blocked,
+    (signals, seccomp): (signals::Blocked, SeccompMode),
 ) -> ExitCode {
     let mut vm = match cfg.build() {
         Ok(vm) => vm,
@@ -204,7 +204,7 @@ fn run(
     if verbose {
         eprintln!("ukvm: {}", vm.boot().describe());
     }
-    let received = signals.start(vm.stop_handle());
+    let received = signals.start(vm.stop_handle(), seccomp);
     let result = vm.run();
     // A guest stopped by a signal exits as the signal says.
     let status = |exit: &ukvm::Exit| match (exit, received.exit_status()) {

@@ -5,13 +5,22 @@
 //!
 //! The signals are blocked in every thread from the start of `main` (the
 //! mask is inherited by the threads the VM creates later), and one thread
-//! waits for them with `sigwait` and calls [`StopHandle::stop`], which is
-//! not async-signal-safe and so cannot run in a handler. A signal that
-//! arrives before the thread exists stays pending and is taken then.
+//! reads them from a signalfd and calls [`StopHandle::stop`], which takes
+//! a lock and so cannot run in a handler. A signal that arrives before the
+//! thread exists stays pending and is read then.
+//!
+//! Under `--seccomp` the thread runs under the I/O thread's filter: all it
+//! does is `read` (the signalfd), `futex`, `write` (an eventfd) and the
+//! SIGRTMIN `tgkill` of a vCPU kick, all in that filter's common part; no
+//! KVM ioctl is allowed to it (its fds are pinned to -1).
 
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::FromRawFd;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use ukvm::StopHandle;
+use ukvm_sandbox::{Fds, SeccompMode, ThreadKind};
 
 /// The signals that stop the guest.
 const STOP_SIGNALS: [libc::c_int; 2] = [libc::SIGTERM, libc::SIGINT];
@@ -56,27 +65,36 @@ impl Received {
 
 impl Blocked {
     /// Starts the thread that turns the first stop signal into
-    /// `stop.stop()`. Later signals are taken and ignored: the guest is
+    /// `stop.stop()`. Later signals are read and ignored: the guest is
     /// already stopping (SIGKILL still ends ukvm at once).
-    pub fn start(self, stop: StopHandle) -> Received {
+    pub fn start(self, stop: StopHandle, seccomp: SeccompMode) -> Received {
         let received = Received(Arc::new(AtomicI32::new(0)));
         let seen = received.clone();
         let set = self.0;
-        let spawned = std::thread::Builder::new()
-            .name("ukvm-signals".into())
-            .stack_size(64 << 10)
-            .spawn(move || loop {
-                let mut sig = 0;
-                // SAFETY: sigwait reads the set and writes the signal
-                // number into `sig`.
-                if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
-                    return;
-                }
-                if seen.0.swap(sig, Ordering::SeqCst) == 0 {
-                    stop.stop();
-                }
-            });
-        if spawned.is_err() {
+        // SAFETY: signalfd reads the initialised set; -1 asks for a new fd.
+        let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC) };
+        let spawned = (fd >= 0).then(|| {
+            // SAFETY: signalfd returned a new descriptor that nothing else owns.
+            let mut signals = unsafe { File::from_raw_fd(fd) };
+            std::thread::Builder::new()
+                .name("ukvm-signals".into())
+                .stack_size(64 << 10)
+                .spawn(move || {
+                    let fds = Fds { vcpu: -1, vm: -1 };
+                    if ukvm_sandbox::seccomp::install(ThreadKind::Io, seccomp, &fds).is_err() {
+                        return;
+                    }
+                    // One signalfd_siginfo per signal; ssi_signo comes first.
+                    let mut info = [0u8; 128];
+                    while signals.read_exact(&mut info).is_ok() {
+                        let sig = i32::from_ne_bytes([info[0], info[1], info[2], info[3]]);
+                        if seen.0.swap(sig, Ordering::SeqCst) == 0 {
+                            stop.stop();
+                        }
+                    }
+                })
+        });
+        if !matches!(spawned, Some(Ok(_))) {
             // Without the thread, the signals must not stay blocked: let
             // them end the process the default way.
             // SAFETY: unblocks the set in this thread only.
