@@ -18,6 +18,12 @@ packages=(
   cpio              # packing that initramfs
   util-linux        # unshare, setpriv
   runc              # ukvm-oci hands non-unikernel bundles to runc
+  containerd        # engine end-to-end tests: containerd + ctr,
+  containernetworking-plugins  # CNI for ctr --cni and Podman,
+  podman            # Podman,
+  docker.io         # Docker (dockerd 20.10, /usr/bin/docker),
+  buildah           # and local image builds (no registry)
+  iptables          # CNI portmap: Podman's published ports
   ca-certificates
   curl
   xz-utils
@@ -34,6 +40,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   $sudo apt-get update -q
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# ctr --cni looks for the CNI plugins in /opt/cni/bin only; Debian puts
+# them in /usr/lib/cni.
+if [ ! -e /opt/cni/bin ] && [ -d /usr/lib/cni ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo mkdir -p /opt/cni
+  $sudo ln -s /usr/lib/cni /opt/cni/bin
 fi
 
 if ! command -v cargo >/dev/null && [ ! -x "$HOME/.cargo/bin/cargo" ]; then

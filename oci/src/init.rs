@@ -181,8 +181,12 @@ fn dns(record: &Record) -> String {
 /// `start`'s side: connects to the init process and waits until it
 /// executed ukvm. Returns the container's interface, if it has one.
 pub fn release(dir: &Path) -> Result<Option<String>> {
-    let stream = UnixStream::connect(dir.join(SOCKET))
+    // Through /proc/self/fd: the socket's full path may not fit sun_path.
+    let dir_fd = File::open(dir).map_err(|e| Error::io(format!("open {}", dir.display()), e))?;
+    let short = format!("/proc/self/fd/{}/{SOCKET}", dir_fd.as_raw_fd());
+    let stream = UnixStream::connect(short)
         .map_err(|e| Error::Init(format!("the container's init process is gone ({e})")))?;
+    drop(dir_fd);
     let mut lines = BufReader::new(stream).lines();
     let first = lines.next().and_then(|l| l.ok()).unwrap_or_default();
     let rest: Vec<String> = lines.map_while(|l| l.ok()).collect();

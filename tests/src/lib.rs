@@ -5,6 +5,7 @@
 //! Tests that need `/dev/kvm` fail with a message when it is missing;
 //! setting `UKVM_SKIP_KVM_TESTS=1` turns them into skips instead.
 
+pub mod engines;
 pub mod net;
 pub mod oci;
 pub mod solo5;

@@ -564,3 +564,24 @@ fn other_bundles_and_ids_go_to_runc_unchanged() {
     );
     assert!(!rt.container_dir("plain").exists());
 }
+
+#[test]
+fn state_paths_longer_than_a_socket_path_work() {
+    if !can_run() {
+        return;
+    }
+    // Docker's state directory plus a 64-digit id is over sun_path's 108
+    // bytes: the start socket must not need its full path.
+    let rt = Runtime::new();
+    let id = "0123456789abcdef".repeat(6);
+    assert!(rt.container_dir(&id).join("sock").as_os_str().len() > 108);
+    let b = Bundle::new(
+        "hello",
+        Some(r#"{"kernel": "/hello.bin", "cmdline": "exit=5"}"#),
+    );
+    assert_eq!(rt.create(&id, &b).status, Some(0));
+    let o = rt.run(&["start", &id]);
+    assert_eq!(o.status, Some(0), "start: {:?}", o.last_log);
+    assert_eq!(wait_exit(pid_of(&b), LIMIT), 5);
+    assert_eq!(rt.run(&["delete", &id]).status, Some(0));
+}
