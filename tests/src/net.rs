@@ -295,15 +295,25 @@ impl RunningGuest {
     /// Waits until the guest printed `line`; panics with the output on
     /// timeout or if ukvm exits first.
     pub fn wait_for(&mut self, line: &str, limit: Duration) {
+        self.wait_until(line, |l| l == line, limit);
+    }
+
+    /// Waits until the guest printed a line starting with `prefix`, and
+    /// returns that line; panics as [`RunningGuest::wait_for`] does.
+    pub fn wait_for_prefix(&mut self, prefix: &str, limit: Duration) -> String {
+        self.wait_until(prefix, |l| l.starts_with(prefix), limit)
+    }
+
+    fn wait_until(&mut self, what: &str, found: impl Fn(&str) -> bool, limit: Duration) -> String {
         let deadline = Instant::now() + limit;
         loop {
-            if self.stdout().lines().any(|l| l == line) {
-                return;
+            if let Some(l) = self.stdout().lines().find(|l| found(l)) {
+                return l.to_string();
             }
             let exited = !self.running();
             if exited || Instant::now() > deadline {
                 panic!(
-                    "guest did not print {line:?} ({}); stdout:\n{}\nstderr:\n{}",
+                    "guest did not print {what:?} ({}); stdout:\n{}\nstderr:\n{}",
                     if exited { "ukvm exited" } else { "timed out" },
                     self.stdout(),
                     self.stderr()

@@ -20,7 +20,7 @@
 
 use crate::error::{Error, Result};
 use crate::io_thread::{IoThread, Subscriber};
-use kvm_bindings::kvm_pit_config;
+use kvm_bindings::{kvm_irqchip, kvm_pit_config, KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE};
 use kvm_ioctls::{IoEventAddress, NoDatamatch, VmFd};
 use std::sync::{Arc, Mutex};
 use ukvm_boot::layout::MMIO_HOLE_START;
@@ -81,12 +81,37 @@ pub fn create_irqchip(vm: &VmFd) -> Result<()> {
         op: "KVM_CREATE_IRQCHIP",
         source,
     })?;
+    mask_pic_lines(vm)?;
     // Guests that calibrate their clocks against the PIT need one.
     vm.create_pit2(kvm_pit_config::default())
         .map_err(|source| Error::Kvm {
             op: "KVM_CREATE_PIT2",
             source,
         })
+}
+
+/// Masks every 8259 line but the cascade (IRQ 2), as SeaBIOS's `pic_reset`
+/// leaves them: a device's interrupt reaches the guest only once its
+/// driver unmasks the line. KVM's PIC starts with every line open; Solo5's
+/// virtio bindings keep the masks they find and poll virtio-blk without a
+/// handler, so an open line 10 meant "unhandled irq 10" and a stall.
+fn mask_pic_lines(vm: &VmFd) -> Result<()> {
+    for (chip_id, imr) in [
+        (KVM_IRQCHIP_PIC_MASTER, 0xfb),
+        (KVM_IRQCHIP_PIC_SLAVE, 0xff),
+    ] {
+        let mut chip = kvm_irqchip {
+            chip_id,
+            ..Default::default()
+        };
+        let kvm = |op| move |source| Error::Kvm { op, source };
+        vm.get_irqchip(&mut chip).map_err(kvm("KVM_GET_IRQCHIP"))?;
+        // For a PIC chip_id, KVM fills (and reads) the `pic` member of the
+        // union; only its mask byte changes.
+        chip.chip.pic.imr = imr;
+        vm.set_irqchip(&chip).map_err(kvm("KVM_SET_IRQCHIP"))?;
+    }
+    Ok(())
 }
 
 /// An interrupt line shared by devices: high while any of them holds it.
