@@ -256,6 +256,35 @@ fn podman_runs_the_net_guest_with_a_published_port() {
         Vec::<String>::new(),
         "port rules left"
     );
+
+    // Bad input through the engine: the runtime's one line reaches the
+    // user, and nothing is left.
+    let bad = Image::build("net", r#"{"kernel": "/../net.bin", "net": true}"#);
+    run(&mut podman(&[
+        "pull",
+        "-q",
+        &format!("oci-archive:{}", bad.oci_archive.display()),
+    ]));
+    let out = output(&mut podman(&["run", "--rm", "--network", &tag, &bad.name]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a kernel path out of the rootfs must fail"
+    );
+    assert!(
+        err.contains("kernel \"/../net.bin\": '..' would leave the rootfs"),
+        "podman said: {err}"
+    );
+    assert_eq!(
+        run(&mut podman(&["ps", "-aq"])).trim(),
+        "",
+        "container left"
+    );
+    assert_eq!(
+        bridge_ports(&tag),
+        Vec::<String>::new(),
+        "veth left after the failed run"
+    );
 }
 
 #[test]
