@@ -31,12 +31,16 @@ pub fn shared_image(dir: &str, name: &str) -> PathBuf {
         .join(dir);
     assert!(
         root.is_dir(),
-        "{} is missing: this test boots the real {dir} images that lie in `shared/{dir}` \
-         beside the repository (see shared/README.md)",
+        "{}: missing. This test boots the real {dir} images that lie in shared/{dir} \
+         beside the repository (see shared/{dir}/README.txt)",
         root.display()
     );
     let path = root.join(name);
-    assert!(path.is_file(), "{} is missing", path.display());
+    assert!(
+        path.is_file(),
+        "{}: missing from ../shared/{dir} (see its README.txt for the expected files)",
+        path.display()
+    );
     path
 }
 

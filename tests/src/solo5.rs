@@ -7,29 +7,12 @@
 //! A missing directory or image fails the test with a message saying so.
 
 use crate::{Outcome, TempDir};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-/// The directory holding the Solo5 images: `<repo root>/../shared/solo5`.
-pub fn dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/solo5");
-    assert!(
-        dir.is_dir(),
-        "{}: missing. The Solo5 conformance tests need Solo5 v0.12.1's test images \
-         in ../shared/solo5 beside the repository (see shared/solo5/README.txt)",
-        dir.display()
-    );
-    dir
-}
-
-/// Path of `name` in [`dir`] (e.g. `"test_hello.hvt"`), checked to exist.
+/// Path of `name` in `<repo root>/../shared/solo5` (e.g.
+/// `"test_hello.hvt"`), checked to exist.
 pub fn image(name: &str) -> PathBuf {
-    let path = dir().join(name);
-    assert!(
-        path.is_file(),
-        "{}: missing from ../shared/solo5 (see its README.txt for the expected files)",
-        path.display()
-    );
-    path
+    crate::shared_image("solo5", name)
 }
 
 /// The real `solo5-hvt` tender (the peer in benchmarks).
@@ -74,4 +57,25 @@ pub fn assert_success(out: &Outcome) {
 pub fn assert_abort(out: &Outcome) {
     assert_eq!(out.status, Some(255), "{out:#?}");
     assert!(out.stdout.contains("ABORT"), "{out:#?}");
+}
+
+/// What QEMU's isa-debug-exit (and ukvm) make of the 41 that Solo5's
+/// virtio bindings write to port 0x501 whatever the guest's status.
+pub const VIRTIO_EXIT: i32 = (41 << 1) | 1;
+
+/// Upstream's `virtio_expect_success`: the run ends through 0x501 and the
+/// guest printed "SUCCESS" (the status cannot tell).
+pub fn assert_virtio_success(out: &Outcome) {
+    assert_eq!(out.status, Some(VIRTIO_EXIT), "{out:#?}");
+    assert!(out.lines().contains(&"SUCCESS"), "{out:#?}");
+    assert!(!out.stdout.contains("ABORT"), "{out:#?}");
+}
+
+/// Upstream's `virtio_expect_abort`, with the abort's reason: the run ends
+/// through 0x501 and the guest printed "Solo5: ABORT: <why>".
+pub fn assert_virtio_abort(out: &Outcome, why: &str) {
+    assert_eq!(out.status, Some(VIRTIO_EXIT), "{out:#?}");
+    let want = format!("Solo5: ABORT: {why}");
+    assert!(out.stdout.contains(&want), "want {want:?}: {out:#?}");
+    assert!(!out.lines().contains(&"SUCCESS"), "{out:#?}");
 }

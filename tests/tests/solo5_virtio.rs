@@ -18,14 +18,12 @@
 
 use std::time::Duration;
 use ukvm_tests::net::NetNs;
-use ukvm_tests::{is_root, kvm_available, run_ukvm, run_with_limit, shared_image, Outcome};
+use ukvm_tests::solo5::{self, assert_virtio_abort, assert_virtio_success, VIRTIO_EXIT};
+use ukvm_tests::{is_root, kvm_available, run_ukvm, run_with_limit, Outcome};
 use ukvm_tests::{ukvm_bin, TempDir};
 
-/// What isa-debug-exit makes of Solo5's write of 41.
-const SOLO5_VIRTIO_EXIT: i32 = (41 << 1) | 1;
-
 fn image(test: &str) -> String {
-    shared_image("solo5", &format!("test_{test}.virtio"))
+    solo5::image(&format!("test_{test}.virtio"))
         .display()
         .to_string()
 }
@@ -36,19 +34,6 @@ fn run(test: &str, args: &[&str]) -> Outcome {
     run_ukvm(["--kernel", kernel.as_str()].iter().chain(args))
 }
 
-fn expect_success(out: &Outcome) {
-    assert_eq!(out.status, Some(SOLO5_VIRTIO_EXIT), "{out:?}");
-    assert!(out.lines().contains(&"SUCCESS"), "{out:?}");
-    assert!(!out.stdout.contains("ABORT"), "{out:?}");
-}
-
-fn expect_abort(out: &Outcome, why: &str) {
-    assert_eq!(out.status, Some(SOLO5_VIRTIO_EXIT), "{out:?}");
-    let want = format!("Solo5: ABORT: {why}");
-    assert!(out.stdout.contains(&want), "want {want:?}: {out:?}");
-    assert!(!out.lines().contains(&"SUCCESS"), "{out:?}");
-}
-
 #[test]
 fn hello_sees_exactly_its_argument() {
     if !kvm_available() {
@@ -57,7 +42,7 @@ fn hello_sees_exactly_its_argument() {
     let out = run("hello", &["--cmdline", "Hello_Solo5"]);
     assert!(out.lines().contains(&"Hello, World"), "{out:?}");
     assert!(out.lines().contains(&"Command line is: 'Hello_Solo5'"));
-    expect_success(&out);
+    assert_virtio_success(&out);
 }
 
 #[test]
@@ -66,10 +51,10 @@ fn quiet_globals_tls_and_fpu_succeed() {
         return;
     }
     let quiet = run("quiet", &["--", "--solo5:quiet"]);
-    expect_success(&quiet);
+    assert_virtio_success(&quiet);
     assert!(!quiet.stdout.contains("Solo5:"), "{quiet:?}");
     for test in ["globals", "tls", "fpu"] {
-        expect_success(&run(test, &[]));
+        assert_virtio_success(&run(test, &[]));
     }
 }
 
@@ -80,7 +65,7 @@ fn output_prints_its_growing_lines() {
     }
     // Upstream checks the status only; the lines are what the test writes.
     let out = run("output", &["--", "Output_Solo5"]);
-    assert_eq!(out.status, Some(SOLO5_VIRTIO_EXIT), "{out:?}");
+    assert_eq!(out.status, Some(VIRTIO_EXIT), "{out:?}");
     let banner = "**** Solo5 standalone test_output ****";
     assert!(out.stdout.matches(banner).count() >= 72, "{out:?}");
 }
@@ -92,21 +77,21 @@ fn faulting_tests_abort_the_way_upstream_says() {
     }
     let trap = "cpu_x86_64.c:182: Fatal trap";
     let exception = run("exception", &[]);
-    expect_abort(&exception, trap);
+    assert_virtio_abort(&exception, trap);
     assert!(exception.stdout.contains("Solo5: trap: type=#PF"));
     let zeropage = run("zeropage", &[]);
-    expect_abort(&zeropage, trap);
+    assert_virtio_abort(&zeropage, trap);
     assert!(
         zeropage.lines().contains(&"Solo5: trap: cr2=0x8"),
         "{zeropage:?}"
     );
     let notls = run("notls", &[]);
-    expect_abort(&notls, trap);
+    assert_virtio_abort(&notls, trap);
     assert!(
         notls.lines().contains(&"Solo5: trap: cr2=0x28"),
         "{notls:?}"
     );
-    expect_abort(&run("ssp", &[]), "Stack corruption detected");
+    assert_virtio_abort(&run("ssp", &[]), "Stack corruption detected");
 }
 
 #[test]
@@ -118,11 +103,10 @@ fn blk_reads_and_writes_its_disk() {
     // and compares every sector in ring 0, which this host's software KVM
     // emulates: 4 MiB take ~45 s here, so 1 MiB (same code paths, ~11 s).
     let dir = TempDir::new("solo5-blk");
-    let disk = dir.join("storage.img");
-    std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
+    let disk = solo5::zero_file(&dir, "storage.img", 1 << 20);
     let disk = disk.display().to_string();
     let out = run("blk", &["--disk", &disk]);
-    expect_success(&out);
+    assert_virtio_success(&out);
     assert!(out.stdout.contains("virtio-block device"), "{out:?}");
 }
 
@@ -136,8 +120,7 @@ fn mft_maxdevices_is_refused_with_a_clear_error() {
     let dir = TempDir::new("solo5-maxdev");
     let mut args = Vec::new();
     for n in 0..63 {
-        let disk = dir.join(&format!("storage{n}.img"));
-        std::fs::write(&disk, [0u8; 4096]).unwrap();
+        let disk = solo5::zero_file(&dir, &format!("storage{n}.img"), 4096);
         args.extend(["--disk".to_string(), disk.display().to_string()]);
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -227,5 +210,5 @@ fn net_mtu_sees_9000() {
     cmd.args(["--kernel", &kernel, "--net", &format!("{tap},mtu=9000")]);
     let out = run_with_limit(&mut cmd, BOOT);
     assert!(out.lines().contains(&"MTU is 9000"), "{out:?}");
-    expect_success(&out);
+    assert_virtio_success(&out);
 }
