@@ -3,7 +3,7 @@
 //! Each boots differently: Multiboot from ELF32 program headers, Multiboot
 //! needing the hardware RNG, and Firecracker's Linux 64-bit boot.
 
-use ukvm_tests::{kvm_available, run_ukvm, shared_image, Outcome};
+use ukvm_tests::{kvm_available, run_ukvm, shared_image, Outcome, TempDir};
 
 fn boot(image: &str, cmdline: &str) -> (String, Outcome) {
     let path = shared_image("unikraft", image).display().to_string();
@@ -35,6 +35,32 @@ fn multiboot_image_prints_hello_and_takes_the_kernel_name_as_argv0() {
     let want = arguments(&[&path, "arg1", "arg2"]);
     assert!(lines.contains(&want.as_str()), "want {want:?}: {out:?}");
     // main() returned: Unikraft powers off through PIIX4's PM1a_CNT.
+    assert_eq!(out.status, Some(0), "{out:?}");
+}
+
+#[test]
+fn multiboot_image_also_runs_with_kvms_pit() {
+    if !kvm_available() {
+        return;
+    }
+    // A PCI device brings KVM's irqchip and PIT, so Unikraft calibrates
+    // its TSC against a PIT that counts (without one, the PIT ports read
+    // all-ones).
+    let dir = TempDir::new("unikraft-pit");
+    let disk = dir.join("disk.img");
+    std::fs::write(&disk, [0u8; 4096]).unwrap();
+    let kernel = shared_image("unikraft", "helloworld_qemu-x86_64");
+    let out = run_ukvm([
+        "--kernel".as_ref(),
+        kernel.as_os_str(),
+        "--disk".as_ref(),
+        disk.as_os_str(),
+        "--cmdline".as_ref(),
+        "pit".as_ref(),
+    ]);
+    assert!(out.lines().contains(&"Hello world!"), "{out:?}");
+    let want = arguments(&[&kernel.display().to_string(), "pit"]);
+    assert!(out.lines().contains(&want.as_str()), "{out:?}");
     assert_eq!(out.status, Some(0), "{out:?}");
 }
 
