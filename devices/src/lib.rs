@@ -12,6 +12,8 @@
 //! - [`i8042`]: the keyboard controller, for its reset line.
 //! - [`rtc`]: the CMOS real-time clock.
 //! - [`irq`]: interrupt lines as devices see them.
+//! - [`pic`]: the cascaded 8259A interrupt controllers and their ELCR.
+//! - [`pit`]: the 8254 interval timer and its port 0x61 bits.
 //! - [`pci`]: PCI configuration mechanism 1, host bridge, config headers.
 //! - [`virtio`]: the virtio device trait and the virtio-pci transport.
 
@@ -21,6 +23,8 @@ pub mod exit_ports;
 pub mod i8042;
 pub mod irq;
 pub mod pci;
+pub mod pic;
+pub mod pit;
 pub mod rtc;
 pub mod serial;
 pub mod virtio;
