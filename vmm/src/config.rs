@@ -2,6 +2,7 @@
 //! checked in [`VmConfig::build`] before any KVM object exists.
 
 use crate::error::{Error, Result};
+use crate::interrupts::IrqChipKind;
 use crate::vm::Vm;
 use std::io::Write;
 use std::path::PathBuf;
@@ -51,6 +52,7 @@ pub struct VmConfig {
     pub(crate) args_parsed: Option<Instant>,
     pub(crate) seccomp: SeccompMode,
     pub(crate) jail: Jail,
+    pub(crate) irqchip: IrqChipKind,
 }
 
 impl Default for VmConfig {
@@ -69,6 +71,7 @@ impl Default for VmConfig {
             args_parsed: None,
             seccomp: SeccompMode::Off,
             jail: Jail::default(),
+            irqchip: IrqChipKind::default(),
         }
     }
 }
@@ -178,6 +181,15 @@ impl VmConfig {
     /// whole process.
     pub fn jail(mut self, jail: Jail) -> Self {
         self.jail = jail;
+        self
+    }
+
+    /// Chooses the interrupt controller of Multiboot guests: ukvm's own
+    /// 8259A pair and 8254 (the default) or KVM's in-kernel ones.
+    /// Linux-style kernels always get KVM's (they need its APICs); Solo5
+    /// hvt guests get none.
+    pub fn irqchip(mut self, kind: IrqChipKind) -> Self {
+        self.irqchip = kind;
         self
     }
 

@@ -104,6 +104,11 @@ impl Kicker {
         }
     }
 
+    /// The eventfd a sleeping vCPU thread polls; [`Kicker::kick`] writes it.
+    pub fn wake_fd(&self) -> &EventFd {
+        &self.0.wake
+    }
+
     /// Registers the calling thread as the one running `vcpu` until the
     /// returned guard drops.
     ///

@@ -41,6 +41,7 @@ mod emulation;
 pub mod error;
 pub mod fastexit;
 mod hvt;
+mod interrupts;
 mod io_thread;
 mod kick;
 mod linux;
@@ -55,6 +56,7 @@ pub mod vm;
 
 pub use config::{Kernel, VmConfig};
 pub use error::{Crash, CrashKind, Error, Result};
+pub use interrupts::IrqChipKind;
 pub use stop::StopHandle;
 pub use timings::Timings;
 /// Kernel formats and boot structures (the `ukvm-boot` crate).

@@ -89,6 +89,10 @@ struct Opts {
     /// NAME; a bare FILE is enough when the manifest declares one.
     #[arg(long, value_name = "FILE")]
     disk: Vec<String>,
+    /// Interrupt controller and timer of Multiboot guests: ukvm's own 8259A
+    /// pair and 8254 (userspace), or KVM's in-kernel irqchip and PIT (kvm).
+    #[arg(long, value_name = "userspace|kvm", default_value = "userspace")]
+    irqchip: ukvm::IrqChipKind,
     /// Print boot-phase timings as JSON after the run (to stderr, or FILE).
     #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-")]
     timings: Option<PathBuf>,
@@ -150,7 +154,8 @@ fn main() -> ExitCode {
         .timing_origin(start)
         .args_parsed_at(parsed)
         .cmdline(cmdline)
-        .mem_mib(opts.mem);
+        .mem_mib(opts.mem)
+        .irqchip(opts.irqchip);
     cfg = match kernel {
         Some(path) => cfg.kernel_path(path),
         None => cfg.kernel_bytes("demo", DEMO_KERNEL.to_vec()),

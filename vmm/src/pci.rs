@@ -2,12 +2,10 @@
 //! before the VM exists, the in-kernel interrupt controllers devices need,
 //! BAR and interrupt assignment, ioeventfds, and the I/O thread.
 //!
-//! Interrupts: PCI devices raise level-triggered INTx with `KVM_IRQ_LINE`,
-//! which needs KVM's in-kernel PIC and IOAPIC; ukvm creates them (and the
-//! PIT) only when the VM has PCI devices or boots a Linux-style kernel
-//! (see `linux.rs`), because they make VM teardown cost ~20 ms here. With an in-kernel irqchip `hlt` is handled inside KVM
-//! and never reaches ukvm: a guest that halts with interrupts off hangs
-//! instead of ending the run, so guests must end through an exit port.
+//! Interrupts: PCI devices raise level-triggered INTx on an [`IrqSink`]:
+//! ukvm's own PIC for Multiboot guests (`crate::interrupts`), or, for
+//! Linux-style kernels and `--irqchip=kvm`, KVM's in-kernel PIC and IOAPIC
+//! through `KVM_IRQ_LINE`.
 //!
 //! `KVM_IRQ_LINE` rather than an irqfd (with a resamplefd, as level INTx
 //! needs) because it measured faster here: scripts/net-bench.sh, 7 rounds,
@@ -114,10 +112,27 @@ fn mask_pic_lines(vm: &VmFd) -> Result<()> {
     Ok(())
 }
 
+/// Where PCI interrupt lines go: KVM's irqchip or ukvm's own PIC.
+pub trait IrqSink: Send + Sync {
+    /// Drives ISA line `irq` high or low.
+    fn set_line(&self, irq: u8, high: bool) -> std::io::Result<()>;
+}
+
+/// KVM's in-kernel PIC and IOAPIC, through `KVM_IRQ_LINE`.
+pub struct KvmLines(pub Arc<VmFd>);
+
+impl IrqSink for KvmLines {
+    fn set_line(&self, irq: u8, high: bool) -> std::io::Result<()> {
+        self.0
+            .set_irq_line(u32::from(irq), high)
+            .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))
+    }
+}
+
 /// An interrupt line shared by devices: high while any of them holds it.
 struct IrqPin {
-    vm: Arc<VmFd>,
-    gsi: u32,
+    sink: Arc<dyn IrqSink>,
+    gsi: u8,
     /// One bit per device on this line.
     holders: Mutex<u32>,
 }
@@ -139,10 +154,7 @@ impl LevelIrq for PinHold {
         }
         let after = *holders != 0;
         if before != after {
-            self.pin
-                .vm
-                .set_irq_line(self.pin.gsi, after)
-                .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))?;
+            self.pin.sink.set_line(self.pin.gsi, after)?;
         }
         Ok(())
     }
@@ -165,19 +177,20 @@ fn bus_err(e: impl std::fmt::Display) -> Error {
 }
 
 impl<'a> PciBuilder<'a> {
-    /// A bus with only the host bridge.
+    /// A bus with only the host bridge; device interrupts go to `sink`.
     pub fn new(
         vm: &'a Arc<VmFd>,
         mem: &'a GuestMemoryMmap,
         pio: &'a mut Bus,
         mmio: &'a mut Bus,
+        sink: Arc<dyn IrqSink>,
     ) -> Self {
         let pins = PCI_IRQS
             .iter()
             .map(|&irq| {
                 Arc::new(IrqPin {
-                    vm: vm.clone(),
-                    gsi: u32::from(irq),
+                    sink: sink.clone(),
+                    gsi: irq,
                     holders: Mutex::new(0),
                 })
             })
@@ -209,7 +222,7 @@ impl<'a> PciBuilder<'a> {
         let res = Resources {
             io_base: IO_BASE + (n as u16) * IO_BAR_SIZE as u16,
             mmio_base: (MMIO_HOLE_START + n as u64 * u64::from(MMIO_BAR_SIZE)) as u32,
-            irq: pin.gsi as u8,
+            irq: pin.gsi,
         };
         let hold = PinHold {
             pin: pin.clone(),

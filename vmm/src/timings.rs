@@ -63,7 +63,7 @@ impl Phase {
 }
 
 /// Exit reasons counted separately.
-pub const EXIT_REASONS: [&str; 8] = [
+pub const EXIT_REASONS: [&str; 9] = [
     "io_in",
     "io_out",
     "mmio_read",
@@ -72,7 +72,57 @@ pub const EXIT_REASONS: [&str; 8] = [
     "shutdown",
     "internal_error",
     "other",
+    "irq_window",
 ];
+
+/// Interrupt delivery figures: what the guest got, and the nonsense it
+/// programmed that ukvm contained (see `ukvm_devices::pic` and `pit`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InterruptStats {
+    /// "userspace" (ukvm's 8259A/8254), "kvm" (KVM's irqchip) or "none".
+    pub controller: &'static str,
+    /// Interrupts injected (userspace controller).
+    pub delivered: u64,
+    /// Requests merged into one still pending (edges while pending, late
+    /// timer ticks).
+    pub coalesced: u64,
+    /// Level lines held off after being acknowledged 10,000 times without
+    /// going low.
+    pub level_storms: u64,
+    /// Acknowledges with no request left (IRQ 7/15).
+    pub spurious: u64,
+    /// PIT counts of zero (taken as 65536).
+    pub pit_zero_counts: u64,
+    /// PIT control words with reserved modes 6/7 (taken as 2/3).
+    pub pit_reserved_modes: u64,
+    /// Periodic PIT periods under 100 us, stretched to it.
+    pub pit_clamped_periods: u64,
+    /// Times the vCPU slept in `hlt` waiting for an interrupt.
+    pub sleeps: u64,
+    /// `KVM_INTERRUPT` calls that failed.
+    pub inject_failures: u64,
+}
+
+impl InterruptStats {
+    fn to_json(self) -> String {
+        let mut s = format!("{{\"controller\":\"{}\"", self.controller);
+        for (key, n) in [
+            ("delivered", self.delivered),
+            ("coalesced", self.coalesced),
+            ("level_storms", self.level_storms),
+            ("spurious", self.spurious),
+            ("pit_zero_counts", self.pit_zero_counts),
+            ("pit_reserved_modes", self.pit_reserved_modes),
+            ("pit_clamped_periods", self.pit_clamped_periods),
+            ("sleeps", self.sleeps),
+            ("inject_failures", self.inject_failures),
+        ] {
+            let _ = write!(s, ",\"{key}\":{n}");
+        }
+        s.push('}');
+        s
+    }
+}
 
 /// Port ranges counted separately: (name, first port, last port).
 pub const PORT_RANGES: [(&str, u16, u16); 7] = [
@@ -112,6 +162,8 @@ pub struct Timings {
     pub outcome: &'static str,
     /// Instructions ukvm completed for KVM's emulator, by mnemonic.
     pub emulated: Vec<(String, u64)>,
+    /// Interrupt delivery.
+    pub interrupts: InterruptStats,
 }
 
 impl Timings {
@@ -131,6 +183,10 @@ impl Timings {
             landlock: "off",
             outcome: "",
             emulated: Vec::new(),
+            interrupts: InterruptStats {
+                controller: "none",
+                ..Default::default()
+            },
         }
     }
 
@@ -184,7 +240,7 @@ impl Timings {
         s.pop();
         s.push_str(",\"emulated\":{");
         push_counts(&mut s, self.emulated.iter().map(|(m, n)| (m.as_str(), *n)));
-        s.push_str("}}");
+        let _ = write!(s, "}},\"interrupts\":{}}}", self.interrupts.to_json());
         s
     }
 }
@@ -245,6 +301,11 @@ mod tests {
         for p in PHASES {
             assert!(json.contains(p.key()));
         }
+        assert!(
+            json.contains(r#""interrupts":{"controller":"none","delivered":0,"#),
+            "{json}"
+        );
+        assert!(json.contains(r#""inject_failures":0}}"#), "{json}");
         assert!(json.starts_with('{') && json.ends_with('}'));
     }
 

@@ -3,9 +3,10 @@
 
 use crate::config::{Kernel, VmConfig};
 use crate::error::{Crash, CrashKind, Error, Result};
+use crate::interrupts::Delivery;
 use crate::io_thread::IoThread;
 use crate::kick::{Armed, Kicker};
-use crate::machine::{self, Devices};
+use crate::machine::{self, Devices, Wiring};
 use crate::stop::StopHandle;
 use crate::timings::{Phase, Timings};
 use crate::{emulation, memory, vcpu};
@@ -81,6 +82,8 @@ pub struct Vm {
     timings: Timings,
     /// Completes instructions KVM's emulator gives up on.
     emulator: ukvm_emulator::Emulator,
+    /// Injects interrupts and decides what `hlt` means.
+    delivery: Box<dyn Delivery>,
     /// Brings the vCPU thread out of `KVM_RUN` for other threads.
     kicker: Kicker,
     /// The vCPU thread's filter, installed by the first [`Vm::run`].
@@ -197,7 +200,17 @@ impl Vm {
         // Every file is open: enter the jail before the I/O thread starts,
         // so that it inherits the user and Landlock.
         timings.landlock = cfg.jail.enter()?.name();
-        let Devices { pio, mmio, mut io } = machine.attach(&vm, &mem, serial.clone())?;
+        let Devices {
+            pio,
+            mmio,
+            mut io,
+            delivery,
+        } = machine.attach(Wiring {
+            vm: &vm,
+            mem: &mem,
+            serial: serial.clone(),
+            kicker: &kicker,
+        })?;
         timings.seccomp = cfg.seccomp.name();
         if let Some(io) = io.as_mut() {
             io.serve(cfg.seccomp, sandbox_fds(&vcpu, &vm))?;
@@ -213,6 +226,7 @@ impl Vm {
             boot,
             timings,
             emulator: ukvm_emulator::Emulator::new(),
+            delivery,
             stop: StopHandle::new(kicker.clone()),
             kicker,
             seccomp: cfg.seccomp,
@@ -237,6 +251,7 @@ impl Vm {
             io.stop();
         }
         self.timings.emulated = self.emulator.counts();
+        self.delivery.report(&mut self.timings);
         let mut serial = ukvm_devices::bus::lock(&self.serial);
         if let Some(at) = serial.first_byte() {
             self.timings.mark_at(Phase::FirstSerialByte, at);
@@ -288,6 +303,7 @@ impl Vm {
 
     /// Runs the vCPU to its next exit and handles it.
     fn step(&mut self, armed: &Armed) -> Step {
+        self.delivery.before_run(&mut self.vcpu);
         let t = &mut self.timings;
         let exit = match self.vcpu.run() {
             Ok(exit) => exit,
@@ -320,10 +336,18 @@ impl Vm {
                 event_step(t, self.mmio.write(addr, data))
             }
             VcpuExit::Hlt => {
-                // Without an in-kernel irqchip nothing can interrupt the
-                // halt: no device raises interrupts, so the guest is done.
                 t.exits[4] += 1;
-                Step::Stop(Exit::Halted)
+                // Sleeps until an interrupt can wake the guest; if none
+                // ever can, the guest is done.
+                if self.delivery.halted(&mut self.vcpu, &self.stop) {
+                    Step::Continue
+                } else {
+                    Step::Stop(Exit::Halted)
+                }
+            }
+            VcpuExit::IrqWindowOpen => {
+                t.exits[8] += 1;
+                Step::Continue
             }
             VcpuExit::Shutdown => {
                 t.exits[5] += 1;

@@ -1,14 +1,13 @@
 //! The Solo5 hvt machine: the hypercall device is its only device; `--disk`
 //! and `--net` attach to the guest's manifest (see `crate::hvt`).
 
-use super::{Devices, Machine};
+use super::{Devices, Machine, Wiring};
 use crate::config::VmConfig;
 use crate::error::Result;
 use crate::hvt::Hvt;
-use kvm_ioctls::{VcpuFd, VmFd};
-use std::sync::{Arc, Mutex};
+use crate::interrupts;
+use kvm_ioctls::VcpuFd;
 use ukvm_boot::{Boot, BootParams};
-use ukvm_devices::serial::Serial;
 use ukvm_devices::Bus;
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
@@ -48,18 +47,15 @@ impl Machine for HvtMachine {
         self.0.set_cycle_freq(vcpu, mem)
     }
 
-    fn attach(
-        self: Box<Self>,
-        _vm: &Arc<VmFd>,
-        mem: &GuestMemoryMmap,
-        serial: Arc<Mutex<Serial>>,
-    ) -> Result<Devices> {
+    fn attach(self: Box<Self>, wiring: Wiring<'_>) -> Result<Devices> {
         let mut pio = Bus::new();
-        self.0.attach_bus(&mut pio, mem.clone(), serial)?;
+        self.0
+            .attach_bus(&mut pio, wiring.mem.clone(), wiring.serial)?;
         Ok(Devices {
             pio,
             mmio: Bus::new(),
             io: None,
+            delivery: Box::new(interrupts::None),
         })
     }
 }

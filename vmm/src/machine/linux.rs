@@ -3,14 +3,12 @@
 //! and PIT with PC GSI routing, COM1's interrupt).
 
 use super::pc::PcMachine;
-use super::{Devices, Machine};
+use super::{Devices, Machine, Wiring};
 use crate::config::VmConfig;
 use crate::error::Result;
 use crate::{linux, pci};
 use kvm_ioctls::VmFd;
-use std::sync::{Arc, Mutex};
 use ukvm_devices::irq::IrqTrigger;
-use ukvm_devices::serial::Serial;
 use ukvm_devices::Bus;
 use vm_memory::GuestMemoryMmap;
 
@@ -41,12 +39,7 @@ impl Machine for LinuxMachine {
         linux::serial_irq(vm)
     }
 
-    fn attach(
-        self: Box<Self>,
-        vm: &Arc<VmFd>,
-        mem: &GuestMemoryMmap,
-        serial: Arc<Mutex<Serial>>,
-    ) -> Result<Devices> {
-        self.0.attach_to(Bus::new(), vm, mem, serial)
+    fn attach(self: Box<Self>, wiring: Wiring<'_>) -> Result<Devices> {
+        self.0.attach_to(Bus::new(), wiring, true)
     }
 }

@@ -19,7 +19,9 @@ pub(crate) mod pc;
 
 use crate::config::VmConfig;
 use crate::error::Result;
+use crate::interrupts::Delivery;
 use crate::io_thread::IoThread;
+use crate::kick::Kicker;
 use kvm_ioctls::{VcpuFd, VmFd};
 use std::sync::{Arc, Mutex};
 use ukvm_boot::{Boot, BootParams, Format};
@@ -34,6 +36,17 @@ pub(crate) struct Devices {
     pub mmio: Bus,
     /// Serves device queues; present only when there are devices.
     pub io: Option<IoThread>,
+    /// How the vCPU loop delivers interrupts and treats `hlt`.
+    pub delivery: Box<dyn Delivery>,
+}
+
+/// What devices are wired to.
+pub(crate) struct Wiring<'a> {
+    pub vm: &'a Arc<VmFd>,
+    pub mem: &'a GuestMemoryMmap,
+    pub serial: Arc<Mutex<Serial>>,
+    /// Brings the vCPU out of the guest when a device interrupts.
+    pub kicker: &'a Kicker,
 }
 
 /// The wiring of one kind of guest, called by `Vm::new` in this order.
@@ -77,12 +90,7 @@ pub(crate) trait Machine {
     }
 
     /// Puts the devices on the buses and starts the I/O thread.
-    fn attach(
-        self: Box<Self>,
-        vm: &Arc<VmFd>,
-        mem: &GuestMemoryMmap,
-        serial: Arc<Mutex<Serial>>,
-    ) -> Result<Devices>;
+    fn attach(self: Box<Self>, wiring: Wiring<'_>) -> Result<Devices>;
 }
 
 /// The machine for `format`. Opens device backends (disk images, TAPs)

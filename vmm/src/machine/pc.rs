@@ -1,11 +1,17 @@
 //! The PC machine Multiboot guests get: the legacy ports every such guest
 //! touches (COM1, the exit ports, the i8042, the CMOS RTC, PIIX4's PM1a
-//! registers, where S5 powers off) and PCI bus 0
-//! with one virtio device per `--disk` and `--net`, in that order.
+//! registers, where S5 powers off), an interrupt controller and timer
+//! (ukvm's 8259A pair and 8254, or with `--irqchip=kvm` KVM's), and PCI
+//! bus 0 with one virtio device per `--disk` and `--net`, in that order.
 
-use super::{Devices, Machine};
+use super::{Devices, Machine, Wiring};
 use crate::config::VmConfig;
 use crate::error::{Error, Result};
+use crate::interrupts::pit_timer::{PitPorts, PitTimer};
+use crate::interrupts::userspace::{IrqChip, PicPorts, Userspace};
+use crate::interrupts::{self, Delivery, IrqChipKind};
+use crate::kick::Kicker;
+use crate::pci::{IrqSink, KvmLines};
 use crate::{net, pci};
 use kvm_ioctls::VmFd;
 use std::sync::{Arc, Mutex};
@@ -15,14 +21,15 @@ use ukvm_devices::i8042::{self, I8042};
 use ukvm_devices::rtc::{self, Rtc};
 use ukvm_devices::serial::{self, Serial};
 use ukvm_devices::Bus;
+use ukvm_devices::{pic, pit};
 use ukvm_virtio_blk::Disk;
 use ukvm_virtio_net::{NetSpec, Tap};
-use vm_memory::GuestMemoryMmap;
 
 /// The device backends of a PC machine, opened before the VM exists.
 pub(crate) struct PcMachine {
     disks: Vec<Disk>,
     nets: Vec<(NetSpec, Tap)>,
+    irqchip: IrqChipKind,
 }
 
 impl PcMachine {
@@ -39,50 +46,101 @@ impl PcMachine {
         Ok(PcMachine {
             disks: pci::open_disks(&pci::parse_disks(&cfg.disks)?)?,
             nets: net::open_nets(net::parse_nets(&cfg.nets)?)?,
+            irqchip: cfg.irqchip,
         })
     }
 
-    /// Whether any PCI device will interrupt.
-    pub(crate) fn has_devices(&self) -> bool {
-        !self.disks.is_empty() || !self.nets.is_empty()
+    /// The interrupt lines the PCI devices get.
+    fn device_irqs(&self) -> Vec<u8> {
+        let mut irqs: Vec<u8> = (0..self.disks.len() + self.nets.len())
+            .map(pci::device_irq)
+            .collect();
+        irqs.sort_unstable();
+        irqs.dedup();
+        irqs
     }
 
-    /// Legacy ports and the PCI bus; `pio` may already hold other devices.
+    /// Legacy ports, the interrupt controller and the PCI bus; `pio` may
+    /// already hold other devices. `in_kernel`: KVM's irqchip exists and
+    /// takes the device lines; otherwise ukvm's PIC and PIT go on the bus.
     pub(crate) fn attach_to(
         self,
         mut pio: Bus,
-        vm: &Arc<VmFd>,
-        mem: &GuestMemoryMmap,
-        serial: Arc<Mutex<Serial>>,
+        wiring: Wiring<'_>,
+        in_kernel: bool,
     ) -> Result<Devices> {
-        legacy_devices(&mut pio, serial)?;
+        legacy_devices(&mut pio, wiring.serial)?;
+        let (sink, delivery): (Arc<dyn IrqSink>, Box<dyn Delivery>) = if in_kernel {
+            (
+                Arc::new(KvmLines(wiring.vm.clone())),
+                Box::new(interrupts::InKernel),
+            )
+        } else {
+            let irqs = self.device_irqs();
+            let (chip, delivery) = userspace_chips(&mut pio, wiring.kicker, irqs)?;
+            (chip, Box::new(delivery))
+        };
         let mut mmio = Bus::new();
-        let mut pci_bus = pci::PciBuilder::new(vm, mem, &mut pio, &mut mmio);
+        let mut pci_bus = pci::PciBuilder::new(wiring.vm, wiring.mem, &mut pio, &mut mmio, sink);
         pci::add_disks(&mut pci_bus, self.disks)?;
         net::add_nets(&mut pci_bus, self.nets)?;
         let io = pci_bus.finish()?;
-        Ok(Devices { pio, mmio, io })
+        Ok(Devices {
+            pio,
+            mmio,
+            io,
+            delivery,
+        })
     }
 }
 
 impl Machine for PcMachine {
     fn create_chips(&mut self, vm: &VmFd) -> Result<bool> {
-        // PCI devices interrupt; VMs without any skip the irqchip and its
-        // teardown cost.
-        if self.has_devices() {
+        // ukvm's own PIC and PIT cost nothing until used; KVM's cost
+        // milliseconds of creation and teardown (see crate::interrupts).
+        let in_kernel = self.irqchip == IrqChipKind::Kvm;
+        if in_kernel {
             pci::create_irqchip(vm)?;
         }
-        Ok(self.has_devices())
+        Ok(in_kernel)
     }
 
-    fn attach(
-        self: Box<Self>,
-        vm: &Arc<VmFd>,
-        mem: &GuestMemoryMmap,
-        serial: Arc<Mutex<Serial>>,
-    ) -> Result<Devices> {
-        self.attach_to(Bus::new(), vm, mem, serial)
+    fn attach(self: Box<Self>, wiring: Wiring<'_>) -> Result<Devices> {
+        let in_kernel = self.irqchip == IrqChipKind::Kvm;
+        self.attach_to(Bus::new(), wiring, in_kernel)
     }
+}
+
+fn port_err(e: impl std::fmt::Display) -> Error {
+    Error::Device(format!("port bus: {e}"))
+}
+
+/// Puts ukvm's PIC pair and PIT on the port bus; `device_irqs` are made
+/// level-triggered, as firmware does for the PCI lines it assigns.
+fn userspace_chips(
+    pio: &mut Bus,
+    kicker: &Kicker,
+    device_irqs: Vec<u8>,
+) -> Result<(Arc<IrqChip>, Userspace)> {
+    let chip = IrqChip::new(kicker.clone(), &device_irqs);
+    let timer =
+        PitTimer::new(chip.clone()).map_err(|e| Error::Device(format!("PIT timer: {e}")))?;
+    let pic_ports = Arc::new(Mutex::new(PicPorts(chip.clone())));
+    for base in [pic::MASTER_PORT, pic::SLAVE_PORT, pic::ELCR_PORT] {
+        pio.insert(u64::from(base), 2, pic_ports.clone())
+            .map_err(port_err)?;
+    }
+    let pit_ports = Arc::new(Mutex::new(PitPorts::new(timer.clone())));
+    pio.insert(
+        u64::from(pit::COUNTER0_PORT),
+        u64::from(pit::PORTS_LEN),
+        pit_ports.clone(),
+    )
+    .map_err(port_err)?;
+    pio.insert(u64::from(pit::PORT_61), 1, pit_ports)
+        .map_err(port_err)?;
+    let delivery = Userspace::new(chip.clone(), timer, device_irqs, kicker.clone());
+    Ok((chip, delivery))
 }
 
 /// Puts the legacy devices every PC guest gets on the port bus.
@@ -116,8 +174,7 @@ fn legacy_devices(pio: &mut Bus, serial: Arc<Mutex<Serial>>) -> Result<()> {
         ),
     ];
     for (base, len, device) in devices {
-        pio.insert(base, len, device)
-            .map_err(|e| Error::Device(format!("port bus: {e}")))?;
+        pio.insert(base, len, device).map_err(port_err)?;
     }
     Ok(())
 }

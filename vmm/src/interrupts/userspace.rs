@@ -1,0 +1,229 @@
+//! Delivery through ukvm's own 8259A pair (`ukvm_devices::pic`): the shared
+//! controller that device threads and the PIT's timer thread raise lines
+//! on, its ports on the guest's bus, and the vCPU side that injects and
+//! sleeps.
+//!
+//! The vCPU loop checks for a pending interrupt on every exit, so the
+//! PIC's output is mirrored in an atomic: no lock on the exit path unless
+//! something is pending. A line raised from another thread that makes the
+//! output go up kicks the vCPU (`crate::kick`), which is then either in
+//! `KVM_RUN` (it exits), between two runs (`immediate_exit`), or asleep in
+//! `hlt` (the wake eventfd).
+
+use super::pit_timer::PitTimer;
+use super::Delivery;
+use crate::kick::Kicker;
+use crate::stop::StopHandle;
+use crate::timings::{InterruptStats, Timings};
+use kvm_bindings::kvm_interrupt;
+use kvm_ioctls::VcpuFd;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use ukvm_devices::bus::lock;
+use ukvm_devices::pic::{Pic, PicStats};
+use ukvm_devices::BusDevice;
+
+vmm_sys_util::ioctl_iow_nr!(KVM_INTERRUPT, kvm_bindings::KVMIO, 0x86, kvm_interrupt);
+
+/// The PIC pair, shared by the bus, device threads and the vCPU loop.
+pub(crate) struct IrqChip {
+    pic: Mutex<Pic>,
+    /// The PIC's INTR output, as of its last change.
+    pending: AtomicBool,
+    kicker: Kicker,
+    delivered: AtomicU64,
+}
+
+impl IrqChip {
+    /// A PIC pair with `level` lines level-triggered in the ELCR, as
+    /// firmware leaves the PCI lines it assigns.
+    pub(crate) fn new(kicker: Kicker, level: &[u8]) -> Arc<IrqChip> {
+        let mut pic = Pic::new();
+        pic.set_level_triggered(level);
+        Arc::new(IrqChip {
+            pic: Mutex::new(pic),
+            pending: AtomicBool::new(false),
+            kicker,
+            delivered: AtomicU64::new(0),
+        })
+    }
+
+    /// Runs `f` on the PIC and publishes its output. From threads other
+    /// than the vCPU's (`kick`), a request that appears kicks the vCPU.
+    fn with_pic<R>(&self, kick: bool, f: impl FnOnce(&mut Pic) -> R) -> R {
+        let mut pic = lock(&self.pic);
+        let result = f(&mut pic);
+        let up = pic.output();
+        let was = self.pending.swap(up, Ordering::SeqCst);
+        drop(pic);
+        if kick && up && !was {
+            self.kicker.kick();
+        }
+        result
+    }
+
+    /// Drives input `irq` from a device or timer thread.
+    pub(crate) fn set_level(&self, irq: u8, high: bool) {
+        self.with_pic(true, |pic| pic.set_level(irq, high));
+    }
+
+    /// One edge on `irq` from a device or timer thread.
+    pub(crate) fn pulse(&self, irq: u8) {
+        self.with_pic(true, |pic| pic.pulse(irq));
+    }
+
+    fn pending(&self) -> bool {
+        self.pending.load(Ordering::SeqCst)
+    }
+
+    fn acknowledge(&self) -> u8 {
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+        self.with_pic(false, Pic::acknowledge)
+    }
+
+    fn can_interrupt(&self, irq: u8) -> bool {
+        lock(&self.pic).can_interrupt(irq)
+    }
+
+    fn stats(&self) -> PicStats {
+        lock(&self.pic).stats()
+    }
+}
+
+/// The PIC's ports (0x20-0x21, 0xA0-0xA1, 0x4D0-0x4D1) on the guest's bus.
+pub(crate) struct PicPorts(pub Arc<IrqChip>);
+
+impl BusDevice for PicPorts {
+    fn read(&mut self, base: u64, offset: u64, data: &mut [u8]) {
+        let port = (base + offset) as u16;
+        self.0.with_pic(false, |pic| {
+            for (i, b) in data.iter_mut().enumerate() {
+                *b = pic.read(port.wrapping_add(i as u16));
+            }
+        });
+    }
+
+    fn write(&mut self, base: u64, offset: u64, data: &[u8]) -> Option<ukvm_devices::Event> {
+        let port = (base + offset) as u16;
+        self.0.with_pic(false, |pic| {
+            for (i, b) in data.iter().enumerate() {
+                pic.write(port.wrapping_add(i as u16), *b);
+            }
+        });
+        None
+    }
+}
+
+/// The vCPU side: injection, `hlt`, and the figures for `--timings`.
+pub(crate) struct Userspace {
+    chip: Arc<IrqChip>,
+    timer: Arc<PitTimer>,
+    /// Lines devices can raise at any time (PCI INTx).
+    device_irqs: Vec<u8>,
+    kicker: Kicker,
+    stats: InterruptStats,
+}
+
+impl Userspace {
+    pub(crate) fn new(
+        chip: Arc<IrqChip>,
+        timer: Arc<PitTimer>,
+        device_irqs: Vec<u8>,
+        kicker: Kicker,
+    ) -> Self {
+        Userspace {
+            chip,
+            timer,
+            device_irqs,
+            kicker,
+            stats: InterruptStats::default(),
+        }
+    }
+
+    /// Whether anything could still interrupt the halted guest: the PIT
+    /// will fire on an unmasked IRQ 0, or a device line is unmasked.
+    fn can_wake(&self) -> bool {
+        (self.timer.armed() && self.chip.can_interrupt(0))
+            || self
+                .device_irqs
+                .iter()
+                .any(|&irq| self.chip.can_interrupt(irq))
+    }
+
+    /// Sleeps until a kick (an interrupt source fired, or a stop).
+    fn sleep(&mut self) {
+        let mut fd = libc::pollfd {
+            fd: self.kicker.wake_fd().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        self.stats.sleeps += 1;
+        // SAFETY: one valid pollfd; EINTR (the kick signal) just returns.
+        unsafe { libc::poll(&mut fd, 1, -1) };
+    }
+}
+
+impl Delivery for Userspace {
+    fn before_run(&mut self, vcpu: &mut VcpuFd) {
+        let run = vcpu.get_kvm_run();
+        if !self.chip.pending() {
+            run.request_interrupt_window = 0;
+            return;
+        }
+        if run.ready_for_interrupt_injection == 0 || run.if_flag == 0 {
+            // KVM exits as soon as the guest can take it.
+            run.request_interrupt_window = 1;
+            return;
+        }
+        let irq = kvm_interrupt {
+            irq: u32::from(self.chip.acknowledge()),
+        };
+        // SAFETY: KVM_INTERRUPT reads one kvm_interrupt from a vCPU fd.
+        let rc = unsafe { vmm_sys_util::ioctl::ioctl_with_ref(vcpu, KVM_INTERRUPT(), &irq) };
+        if rc != 0 {
+            self.stats.inject_failures += 1;
+        }
+        vcpu.get_kvm_run().request_interrupt_window = u8::from(self.chip.pending());
+    }
+
+    fn halted(&mut self, vcpu: &mut VcpuFd, stop: &StopHandle) -> bool {
+        if vcpu.get_kvm_run().if_flag == 0 {
+            return false;
+        }
+        loop {
+            // Drain first: a kick after this wakes the poll below.
+            let _ = self.kicker.wake_fd().read();
+            if self.chip.pending() || stop.is_requested() {
+                return true;
+            }
+            if !self.can_wake() {
+                return false;
+            }
+            self.sleep();
+        }
+    }
+
+    fn report(&self, t: &mut Timings) {
+        let pic = self.chip.stats();
+        let pit = self.timer.stats();
+        t.interrupts = InterruptStats {
+            controller: "userspace",
+            delivered: self.chip.delivered.load(Ordering::Relaxed),
+            coalesced: pic.coalesced + self.timer.late_ticks(),
+            level_storms: pic.level_storms,
+            spurious: pic.spurious,
+            pit_zero_counts: pit.zero_counts,
+            pit_reserved_modes: pit.reserved_modes,
+            pit_clamped_periods: pit.clamped_periods,
+            ..self.stats
+        };
+    }
+}
+
+impl crate::pci::IrqSink for IrqChip {
+    fn set_line(&self, irq: u8, high: bool) -> std::io::Result<()> {
+        self.set_level(irq, high);
+        Ok(())
+    }
+}
