@@ -89,9 +89,9 @@ struct Channel {
 }
 
 impl Channel {
-    fn new(gate: bool) -> Self {
+    fn new(mode: u8, gate: bool) -> Self {
         Channel {
-            mode: 0,
+            mode,
             bcd: false,
             access: Access::Both,
             count: 0x10000,
@@ -217,12 +217,20 @@ pub struct Pit {
 }
 
 impl Pit {
-    /// A PIT as after power-on, with `origin` as the time base for port
-    /// 0x61's refresh bit. Channels 0 and 1 have their gate tied high,
-    /// channel 2's follows port 0x61 bit 0 (low at reset).
+    /// A PIT as firmware leaves it, with `origin` as the time base for
+    /// port 0x61's refresh bit: channel 0 in mode 2, LSB-then-MSB, as
+    /// SeaBIOS programs it (guests such as Solo5's virtio target only write
+    /// counts and rely on that), but not counting until the guest writes a
+    /// count, so that nothing ticks for guests that never use it; channels
+    /// 1 and 2 in mode 3, as the chip resets in QEMU. Channels 0 and 1 have
+    /// their gate tied high, channel 2's follows port 0x61 bit 0 (low).
     pub fn new(origin: Instant) -> Self {
         Pit {
-            channels: [Channel::new(true), Channel::new(true), Channel::new(false)],
+            channels: [
+                Channel::new(2, true),
+                Channel::new(3, true),
+                Channel::new(3, false),
+            ],
             speaker: false,
             origin,
             stats: PitStats::default(),
@@ -334,7 +342,7 @@ impl Pit {
             mode,
             bcd: val & 1 != 0,
             access,
-            ..Channel::new(ch.gate)
+            ..Channel::new(mode, ch.gate)
         };
     }
 
