@@ -9,10 +9,12 @@
 //! - it sets `kvm_run.immediate_exit`, so a `KVM_RUN` entered after the kick
 //!   returns `EINTR` at once: a kick that lands while the vCPU thread is
 //!   handling an exit is not lost;
-//! - it sends [`kick_signal`] to the vCPU thread, whose no-op handler makes
-//!   a `KVM_RUN` in progress return `EINTR`. The handler is installed with
-//!   `SA_RESTART`, so the other system calls of the vCPU thread (console
-//!   writes) do not see the signal;
+//! - it sends [`kick_signal`] to the vCPU thread, which makes a `KVM_RUN`
+//!   in progress return `EINTR`. The handler sets the thread's own
+//!   `immediate_exit` too, so a signal from elsewhere (the PIT's POSIX
+//!   timer, see `interrupts::pit_timer`) that lands between two `KVM_RUN`s
+//!   is not lost either. It is installed with `SA_RESTART`, so the other
+//!   system calls of the vCPU thread (console writes) do not see it;
 //! - it writes an eventfd that the vCPU thread's sleep (ukvm's `hlt`) polls.
 //!
 //! A signal is the only way to interrupt a running `KVM_RUN`; KVM checks
@@ -20,6 +22,7 @@
 //! [`Armed::clear`] after each `EINTR` and then looks at what it was kicked
 //! for; the kicker records that before kicking, so nothing is missed.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
@@ -31,7 +34,20 @@ pub fn kick_signal() -> libc::c_int {
     libc::SIGRTMIN()
 }
 
-extern "C" fn on_kick(_: libc::c_int) {}
+thread_local! {
+    /// `kvm_run.immediate_exit` of the vCPU this thread runs, while armed.
+    /// Const-initialised, so the signal handler's access allocates nothing.
+    static IMMEDIATE_EXIT: Cell<*const AtomicU8> = const { Cell::new(std::ptr::null()) };
+}
+
+extern "C" fn on_kick(_: libc::c_int) {
+    let flag = IMMEDIATE_EXIT.with(Cell::get);
+    if !flag.is_null() {
+        // SAFETY: set by `Kicker::arm` for this thread and cleared before
+        // the vCPU can go away; an atomic store is async-signal-safe.
+        unsafe { (*flag).store(1, Ordering::SeqCst) };
+    }
+}
 
 /// Installs the no-op handler once per process: a signal disposition is
 /// process-wide by nature.
@@ -125,6 +141,7 @@ impl Kicker {
             thread,
             immediate_exit,
         });
+        IMMEDIATE_EXIT.with(|f| f.set(immediate_exit));
         Armed {
             kicker: self.clone(),
             immediate_exit,
@@ -150,6 +167,7 @@ impl Armed {
 impl Drop for Armed {
     fn drop(&mut self) {
         *ukvm_devices::bus::lock(&self.kicker.0.target) = None;
+        IMMEDIATE_EXIT.with(|f| f.set(std::ptr::null()));
         self.clear();
     }
 }

@@ -251,6 +251,7 @@ impl Vm {
             io.stop();
         }
         self.timings.emulated = self.emulator.counts();
+        self.delivery.finish();
         self.delivery.report(&mut self.timings);
         let mut serial = ukvm_devices::bus::lock(&self.serial);
         if let Some(at) = serial.first_byte() {
@@ -310,6 +311,7 @@ impl Vm {
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                 // A kick (or immediate_exit): the loop looks at why next.
                 armed.clear();
+                self.delivery.interrupted();
                 return Step::Continue;
             }
             Err(e) => return Step::Fail(e),

@@ -34,6 +34,12 @@ pub(crate) trait Delivery: Send {
         false
     }
 
+    /// `KVM_RUN` returned `EINTR`: a kick, or the PIT timer's signal.
+    fn interrupted(&mut self) {}
+
+    /// The run is over: stop timers.
+    fn finish(&mut self) {}
+
     /// Adds what was delivered and contained to the timings.
     fn report(&self, _t: &mut Timings) {}
 }

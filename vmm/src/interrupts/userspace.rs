@@ -20,6 +20,7 @@ use kvm_ioctls::VcpuFd;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use ukvm_devices::bus::lock;
 use ukvm_devices::pic::{Pic, PicStats};
 use ukvm_devices::BusDevice;
@@ -68,9 +69,9 @@ impl IrqChip {
         self.with_pic(true, |pic| pic.set_level(irq, high));
     }
 
-    /// One edge on `irq` from a device or timer thread.
-    pub(crate) fn pulse(&self, irq: u8) {
-        self.with_pic(true, |pic| pic.pulse(irq));
+    /// One edge on `irq`, from the vCPU thread (nothing to kick).
+    pub(crate) fn pulse_from_vcpu(&self, irq: u8) {
+        self.with_pic(false, |pic| pic.pulse(irq));
     }
 
     fn pending(&self) -> bool {
@@ -142,25 +143,38 @@ impl Userspace {
     }
 
     /// Whether anything could still interrupt the halted guest: the PIT
-    /// will fire on an unmasked IRQ 0, or a device line is unmasked.
-    fn can_wake(&self) -> bool {
-        (self.timer.armed() && self.chip.can_interrupt(0))
+    /// will fire (`tick`) on an unmasked IRQ 0, or a device line is
+    /// unmasked.
+    fn can_wake(&self, tick: Option<Instant>) -> bool {
+        (tick.is_some() && self.chip.can_interrupt(0))
             || self
                 .device_irqs
                 .iter()
                 .any(|&irq| self.chip.can_interrupt(irq))
     }
 
-    /// Sleeps until a kick (an interrupt source fired, or a stop).
-    fn sleep(&mut self) {
+    /// Sleeps until a kick (a device interrupt, a stop) or `until` (the
+    /// PIT's next edge).
+    fn sleep(&mut self, until: Option<Instant>) {
         let mut fd = libc::pollfd {
             fd: self.kicker.wake_fd().as_raw_fd(),
             events: libc::POLLIN,
             revents: 0,
         };
+        let timeout = until.map(|at| {
+            let wait = at.saturating_duration_since(Instant::now());
+            libc::timespec {
+                tv_sec: wait.as_secs() as libc::time_t,
+                tv_nsec: libc::c_long::from(wait.subsec_nanos() as i32),
+            }
+        });
+        let timeout_ptr = timeout
+            .as_ref()
+            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
         self.stats.sleeps += 1;
-        // SAFETY: one valid pollfd; EINTR (the kick signal) just returns.
-        unsafe { libc::poll(&mut fd, 1, -1) };
+        // SAFETY: one valid pollfd and an optional valid timespec; EINTR
+        // (the PIT timer's signal) just returns.
+        unsafe { libc::ppoll(&mut fd, 1, timeout_ptr, std::ptr::null()) };
     }
 }
 
@@ -194,14 +208,24 @@ impl Delivery for Userspace {
         loop {
             // Drain first: a kick after this wakes the poll below.
             let _ = self.kicker.wake_fd().read();
+            self.timer.poll();
             if self.chip.pending() || stop.is_requested() {
                 return true;
             }
-            if !self.can_wake() {
+            let next_tick = self.timer.next_irq();
+            if !self.can_wake(next_tick) {
                 return false;
             }
-            self.sleep();
+            self.sleep(next_tick);
         }
+    }
+
+    fn interrupted(&mut self) {
+        self.timer.poll();
+    }
+
+    fn finish(&mut self) {
+        self.timer.disarm();
     }
 
     fn report(&self, t: &mut Timings) {

@@ -123,14 +123,13 @@ fn userspace_chips(
     device_irqs: Vec<u8>,
 ) -> Result<(Arc<IrqChip>, Userspace)> {
     let chip = IrqChip::new(kicker.clone(), &device_irqs);
-    let timer =
-        PitTimer::new(chip.clone()).map_err(|e| Error::Device(format!("PIT timer: {e}")))?;
+    let timer = PitTimer::new(chip.clone());
     let pic_ports = Arc::new(Mutex::new(PicPorts(chip.clone())));
     for base in [pic::MASTER_PORT, pic::SLAVE_PORT, pic::ELCR_PORT] {
         pio.insert(u64::from(base), 2, pic_ports.clone())
             .map_err(port_err)?;
     }
-    let pit_ports = Arc::new(Mutex::new(PitPorts::new(timer.clone())));
+    let pit_ports = Arc::new(Mutex::new(PitPorts(timer.clone())));
     pio.insert(
         u64::from(pit::COUNTER0_PORT),
         u64::from(pit::PORTS_LEN),
