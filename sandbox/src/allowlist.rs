@@ -9,7 +9,8 @@
 //! kernel logs what would have been refused) finds what is missing.
 
 use kvm_bindings::{
-    kvm_irq_level, kvm_msrs, kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs, kvm_xsave,
+    kvm_interrupt, kvm_irq_level, kvm_msrs, kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs,
+    kvm_xsave,
 };
 use std::fmt;
 pub use syscalls::Sysno;
@@ -123,6 +124,8 @@ pub mod ioctl {
     pub const KVM_IRQ_LINE: u64 = iow(KVMIO, 0x61, size_of::<kvm_irq_level>());
     /// `KVM_RUN`.
     pub const KVM_RUN: u64 = io(KVMIO, 0x80);
+    /// `KVM_INTERRUPT`.
+    pub const KVM_INTERRUPT: u64 = iow(KVMIO, 0x86, size_of::<kvm_interrupt>());
     /// `KVM_GET_REGS`.
     pub const KVM_GET_REGS: u64 = ior(KVMIO, 0x81, size_of::<kvm_regs>());
     /// `KVM_SET_REGS`.
@@ -189,6 +192,11 @@ pub static COMMON: &[Allowed] = &[
 #[rustfmt::skip]
 pub static VCPU: &[Allowed] = &[
     allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_RUN), "runs the guest"),
+    allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_INTERRUPT), "injects the userspace PIC's interrupts"),
+    allow(Sysno::timer_create, Pin::Any, "the PIT's timer, created when the guest first arms it"),
+    allow(Sysno::timer_settime, Pin::Any, "arms the PIT's timer for channel 0's next edge"),
+    allow(Sysno::timer_delete, Pin::Any, "drops the PIT's timer when the run ends"),
+    allow(Sysno::gettid, Pin::Any, "the PIT's timer signals the thread running the vCPU"),
     allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_GET_REGS), "instruction completion, crash reports"),
     allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_SET_REGS), "instruction completion"),
     allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_GET_SREGS), "instruction completion (paging mode)"),
@@ -204,7 +212,7 @@ pub static VCPU: &[Allowed] = &[
     allow(Sysno::ioctl, Pin::Ioctl(AnyFd, TUNSETOFFLOAD), "virtio-net DRIVER_OK sets the TAP's offloads"),
     allow(Sysno::mprotect, Pin::Arg(2, (libc::PROT_READ | libc::PROT_WRITE) as u64), "instruction completion writes its code page"),
     allow(Sysno::mprotect, Pin::Arg(2, (libc::PROT_READ | libc::PROT_EXEC) as u64), "instruction completion runs its code page"),
-    allow(Sysno::ppoll, Pin::Any, "hvt poll hypercall waits on the TAPs"),
+    allow(Sysno::ppoll, Pin::Any, "hvt poll hypercall waits on the TAPs; hlt sleeps until an interrupt"),
     allow(Sysno::clone, Pin::Arg(0, (libc::CLONE_VM | libc::SIGCHLD) as u64), "fast exit: a helper that tears the VM down after we exit"),
     allow(Sysno::close_range, Pin::Any, "fast exit: the helper closes every fd"),
 ];
@@ -261,6 +269,7 @@ mod tests {
         assert_eq!(KVM_GET_SREGS, 0x8138_ae83);
         assert_eq!(KVM_IRQ_LINE, 0x4008_ae61);
         assert_eq!(KVM_GET_XSAVE, 0x9000_aea4);
+        assert_eq!(KVM_INTERRUPT, 0x4004_ae86);
         assert_eq!(TUNSETOFFLOAD, 0x4004_54d0);
         assert_eq!(TUNSETVNETHDRSZ, 0x4004_54d8);
     }

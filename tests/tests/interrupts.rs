@@ -163,6 +163,31 @@ fn halting_with_interrupts_off_ends_the_run_even_with_a_device() {
 }
 
 #[test]
+fn a_device_interrupt_reaches_the_guest_through_the_userspace_pic_under_seccomp() {
+    if !kvm_available() {
+        return;
+    }
+    let dir = TempDir::new("irq-blk");
+    let img = dir.join("d.img");
+    std::fs::write(&img, vec![0u8; 4096]).unwrap();
+    let disk = img.display().to_string();
+    // The I/O thread raises the line and kicks the halted vCPU.
+    let out = run("blk", "mode=irq", &["--disk", &disk, "--seccomp", "on"]);
+    assert_eq!(out.status, Some(0), "{out:?}");
+    assert!(
+        out.stdout.contains("read completed by interrupt on irq"),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr
+            .contains(r#""controller":"userspace","delivered":1,"#),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains(r#""irqchip":false"#), "{}", out.stderr);
+}
+
+#[test]
 fn halting_with_interrupts_on_and_nothing_armed_ends_the_run() {
     if !kvm_available() {
         return;
@@ -190,6 +215,9 @@ fn solo5_test_time_virtio_sleeps_five_seconds_on_the_userspace_pit() {
         "--kernel".into(),
         shared_image("solo5", "test_time.virtio").into_os_string(),
         OsString::from("--timings"),
+        // The PIT's timer and the hlt sleep are in the vCPU's allowlist.
+        OsString::from("--seccomp"),
+        OsString::from("on"),
     ]);
     // Solo5 virtio writes 41 to port 0x501 whatever its status.
     assert_eq!(out.status, Some(83), "{out:?}");
