@@ -262,6 +262,16 @@ impl Pic {
         }
     }
 
+    /// Masks every line but the cascade, as SeaBIOS's `pic_reset` leaves
+    /// the pair: a device's interrupt reaches the guest only once its
+    /// driver unmasks the line (Solo5's bindings keep the masks they find
+    /// and poll virtio-blk without a handler).
+    pub fn mask_as_firmware_leaves_it(&mut self) {
+        self.chips[0].imr = !(1 << CASCADE_IRQ);
+        self.chips[1].imr = 0xff;
+        self.cascade();
+    }
+
     /// Makes `irqs` level-triggered in the ELCR, as firmware does for the
     /// PCI interrupt lines it assigns.
     pub fn set_level_triggered(&mut self, irqs: &[u8]) {

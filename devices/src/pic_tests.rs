@@ -280,6 +280,18 @@ fn special_mask_mode_lets_lower_priorities_through() {
 }
 
 #[test]
+fn firmware_masks_leave_only_the_cascade_open() {
+    let mut pic = Pic::new();
+    pic.mask_as_firmware_leaves_it();
+    assert_eq!(pic.read(MASTER_PORT + 1), 0xfb);
+    assert_eq!(pic.read(SLAVE_PORT + 1), 0xff);
+    pic.pulse(0);
+    pic.pulse(10);
+    assert!(!pic.output());
+    assert!(!pic.can_interrupt(0) && !pic.can_interrupt(10));
+}
+
+#[test]
 fn can_interrupt_follows_masks_and_service() {
     let mut pic = pc_pic();
     assert!(pic.can_interrupt(0) && pic.can_interrupt(14));

@@ -154,7 +154,7 @@ fn halting_with_interrupts_off_ends_the_run_even_with_a_device() {
     let img = dir.join("d.img");
     std::fs::write(&img, vec![0u8; 4096]).unwrap();
     let disk = img.display().to_string();
-    // The disk's line is unmasked at reset, but IF is clear.
+    // IF is clear: nothing may wake it, whatever the PIC holds.
     let out = run("halt", "", &["--disk", &disk]);
     assert_eq!(out.status, Some(0), "{out:?}");
     assert!(out.stdout.contains("halt: halting\n"), "{out:?}");

@@ -37,11 +37,13 @@ pub(crate) struct IrqChip {
 }
 
 impl IrqChip {
-    /// A PIC pair with `level` lines level-triggered in the ELCR, as
-    /// firmware leaves the PCI lines it assigns.
+    /// A PIC pair as firmware leaves it: `level` lines (the PCI lines it
+    /// assigned) level-triggered in the ELCR, every line but the cascade
+    /// masked.
     pub(crate) fn new(kicker: Kicker, level: &[u8]) -> Arc<IrqChip> {
         let mut pic = Pic::new();
         pic.set_level_triggered(level);
+        pic.mask_as_firmware_leaves_it();
         Arc::new(IrqChip {
             pic: Mutex::new(pic),
             pending: AtomicBool::new(false),
