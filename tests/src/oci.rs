@@ -7,7 +7,8 @@
 //! is, so the container process (orphaned when `create` exits) becomes its
 //! child and its exit status can be read.
 
-use crate::TempDir;
+use crate::net::NetNs;
+use crate::{is_root, kvm_available, TempDir};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -266,4 +267,101 @@ impl Drop for Runtime {
             let _ = self.command(&["delete", "--force", &id]).output();
         }
     }
+}
+
+/// Time limit for a guest to print or exit.
+pub const LIMIT: Duration = Duration::from_secs(60);
+/// Every hook kind, in the order the runtime spec runs them.
+pub const HOOKS: [&str; 6] = [
+    "prestart",
+    "createRuntime",
+    "createContainer",
+    "startContainer",
+    "poststart",
+    "poststop",
+];
+
+/// Whether the runtime tests can run (KVM; root is required); makes
+/// this process the subreaper of container processes.
+pub fn can_run() -> bool {
+    if !kvm_available() {
+        return false;
+    }
+    assert!(
+        is_root(),
+        "the ukvm-oci tests need root (namespaces, TAPs, cgroups)"
+    );
+    become_subreaper();
+    true
+}
+
+/// Adds hooks of every kind that save their stdin to B/hook-KIND.json and
+/// append KIND to B/hook-order.
+pub fn with_hooks(spec: &mut Value, bundle: &Bundle) {
+    let mut hooks = serde_json::Map::new();
+    for kind in HOOKS {
+        let dir = bundle.path().display();
+        let script = format!("cat > {dir}/hook-{kind}.json; echo {kind} >> {dir}/hook-order");
+        hooks.insert(
+            kind.into(),
+            json!([{"path": "/bin/sh", "args": ["sh", "-c", script]}]),
+        );
+    }
+    spec["hooks"] = Value::Object(hooks);
+}
+
+/// The container process from `--pid-file`.
+pub fn pid_of(bundle: &Bundle) -> i32 {
+    let text = std::fs::read_to_string(bundle.join("pid")).expect("--pid-file written");
+    text.trim().parse().expect("pid")
+}
+
+/// The hook kinds that ran, in order.
+pub fn hook_order(bundle: &Bundle) -> Vec<String> {
+    let text = std::fs::read_to_string(bundle.join("hook-order")).unwrap_or_default();
+    text.lines().map(String::from).collect()
+}
+
+/// A container network as engines make it: the container's namespace
+/// with `eth0` (address, default route), its veth peer in a "host"
+/// namespace.
+pub struct PodNet {
+    /// The "host" side, with the veth peer at 10.77.0.1.
+    pub host: NetNs,
+    /// The container's namespace, with eth0.
+    pub pod: NetNs,
+}
+
+impl PodNet {
+    /// The two namespaces, eth0 at `cidr` (none: no address) with a
+    /// default route via 10.77.0.1.
+    pub fn new(cidr: Option<&str>) -> PodNet {
+        let (host, pod) = (NetNs::new(), NetNs::new());
+        pod.ip(&["link", "set", "lo", "up"]);
+        pod.add_veth("eth0", &host, "10.77.0.1/24");
+        if let Some(c) = cidr {
+            pod.ip(&["addr", "add", c, "dev", "eth0"]);
+            pod.ip(&["route", "add", "default", "via", "10.77.0.1"]);
+        }
+        PodNet { host, pod }
+    }
+}
+
+/// A bundle of the `net` guest in `pod`'s namespace, with every hook
+/// and a cgroup.
+pub fn net_bundle(pod: &NetNs) -> Bundle {
+    let b = Bundle::new(
+        "net",
+        Some(r#"{"kernel": "/net.bin", "cmdline": "ip={{ip}}", "net": true}"#),
+    );
+    let mut spec = Bundle::spec(json!([{"type": "network", "path": pod.path()}]));
+    spec["linux"]["cgroupsPath"] = json!(cgroup_path(pod));
+    with_hooks(&mut spec, &b);
+    b.write_config(&spec);
+    b
+}
+
+/// A cgroup path unique to the test's namespace.
+pub fn cgroup_path(pod: &NetNs) -> String {
+    format!("/ukvm-oci-test-{}", pod.name())
 }

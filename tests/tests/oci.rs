@@ -1,63 +1,17 @@
 //! `ukvm-oci` driven as an engine drives runc, with hand-built bundles of
 //! our test guests: create -> start -> state -> kill -> delete, the OCI
-//! hooks, the TAP and tc redirect on the container's veth, the terminal,
-//! delegation to runc, and every bad-input case failing with one clear
-//! line in the runc-format `--log` and nothing left behind. Needs root and
-//! /dev/kvm.
+//! hooks, the TAP and tc redirect on the container's veth, the cgroup, the
+//! terminal, annotations, placeholders and delegation to runc. Bad input:
+//! `oci_bad_input.rs`. Needs root and /dev/kvm.
 
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Duration;
 use ukvm_tests::net::NetNs;
-use ukvm_tests::oci::{become_subreaper, wait_exit, Bundle, Runtime};
-use ukvm_tests::{is_root, kvm_available};
-
-const LIMIT: Duration = Duration::from_secs(60);
-const HOOKS: [&str; 6] = [
-    "prestart",
-    "createRuntime",
-    "createContainer",
-    "startContainer",
-    "poststart",
-    "poststop",
-];
-
-fn can_run() -> bool {
-    if !kvm_available() {
-        return false;
-    }
-    assert!(
-        is_root(),
-        "the ukvm-oci tests need root (namespaces, TAPs, cgroups)"
-    );
-    become_subreaper();
-    true
-}
-
-/// Adds hooks of every kind that save their stdin to B/hook-KIND.json and
-/// append KIND to B/hook-order.
-fn with_hooks(spec: &mut Value, bundle: &Bundle) {
-    let mut hooks = serde_json::Map::new();
-    for kind in HOOKS {
-        let dir = bundle.path().display();
-        let script = format!("cat > {dir}/hook-{kind}.json; echo {kind} >> {dir}/hook-order");
-        hooks.insert(
-            kind.into(),
-            json!([{"path": "/bin/sh", "args": ["sh", "-c", script]}]),
-        );
-    }
-    spec["hooks"] = Value::Object(hooks);
-}
-
-fn pid_of(bundle: &Bundle) -> i32 {
-    let text = std::fs::read_to_string(bundle.join("pid")).expect("--pid-file written");
-    text.trim().parse().expect("pid")
-}
-
-fn hook_order(bundle: &Bundle) -> Vec<String> {
-    let text = std::fs::read_to_string(bundle.join("hook-order")).unwrap_or_default();
-    text.lines().map(String::from).collect()
-}
+use ukvm_tests::oci::{
+    can_run, cgroup_path, hook_order, net_bundle, pid_of, wait_exit, with_hooks, Bundle, PodNet,
+    Runtime, HOOKS, LIMIT,
+};
 
 #[test]
 fn lifecycle_of_a_guest_that_exits_with_7() {
@@ -127,44 +81,6 @@ fn lifecycle_of_a_guest_that_exits_with_7() {
     let o = rt.run(&["state", "c1"]);
     assert_eq!(o.status, Some(1));
     assert!(o.error().contains("does not exist"), "{}", o.error());
-}
-
-/// A container network as engines make it: the container's namespace
-/// with `eth0` (address, default route), its veth peer in a "host"
-/// namespace.
-struct PodNet {
-    host: NetNs,
-    pod: NetNs,
-}
-
-impl PodNet {
-    fn new(cidr: Option<&str>) -> PodNet {
-        let (host, pod) = (NetNs::new(), NetNs::new());
-        pod.ip(&["link", "set", "lo", "up"]);
-        pod.add_veth("eth0", &host, "10.77.0.1/24");
-        if let Some(c) = cidr {
-            pod.ip(&["addr", "add", c, "dev", "eth0"]);
-            pod.ip(&["route", "add", "default", "via", "10.77.0.1"]);
-        }
-        PodNet { host, pod }
-    }
-}
-
-fn net_bundle(pod: &NetNs) -> Bundle {
-    let b = Bundle::new(
-        "net",
-        Some(r#"{"kernel": "/net.bin", "cmdline": "ip={{ip}}", "net": true}"#),
-    );
-    let mut spec = Bundle::spec(json!([{"type": "network", "path": pod.path()}]));
-    spec["linux"]["cgroupsPath"] = json!(cgroup_path(pod));
-    with_hooks(&mut spec, &b);
-    b.write_config(&spec);
-    b
-}
-
-/// A cgroup path unique to the test's namespace.
-fn cgroup_path(pod: &NetNs) -> String {
-    format!("/ukvm-oci-test-{}", pod.name())
 }
 
 fn udp_echo(ns: &NetNs, addr: &str) {
@@ -273,29 +189,6 @@ fn version_and_features() {
 }
 
 #[test]
-fn no_ipv4_address_fails_start_and_leaves_no_tap() {
-    if !can_run() {
-        return;
-    }
-    let net = PodNet::new(None);
-    let rt = Runtime::new();
-    let b = net_bundle(&net.pod);
-    assert_eq!(rt.create("noip", &b).status, Some(0));
-    let pid = pid_of(&b);
-    let o = rt.run(&["start", "noip"]);
-    assert_eq!(o.status, Some(1));
-    assert!(
-        o.error().contains("interface eth0 has no IPv4 address"),
-        "{}",
-        o.error()
-    );
-    wait_exit(pid, LIMIT);
-    assert!(!net.pod.ip(&["-br", "link"]).contains("uknoip"), "TAP left");
-    assert_eq!(rt.run(&["delete", "noip"]).status, Some(0));
-    assert!(!rt.container_dir("noip").exists());
-}
-
-#[test]
 fn terminal_goes_through_the_console_socket() {
     use std::io::Read;
     use vmm_sys_util::sock_ctrl_msg::ScmSocket;
@@ -345,81 +238,6 @@ fn terminal_goes_through_the_console_socket() {
     assert_eq!(rt.run(&["delete", "tty1"]).status, Some(0));
 }
 
-/// Creates a bundle from `ukvm_json` (and `setup` on its rootfs) and
-/// checks create fails with `expected` in the log and leaves nothing.
-fn create_fails(ukvm_json: Option<&str>, setup: impl Fn(&Path, &mut Value), expected: &str) {
-    let rt = Runtime::new();
-    let b = Bundle::new("hello", ukvm_json);
-    let mut spec = Bundle::spec(json!([{"type": "network"}]));
-    setup(&b.join("rootfs"), &mut spec);
-    b.write_config(&spec);
-    let o = rt.create("bad", &b);
-    assert_eq!(o.status, Some(1), "create must fail ({expected})");
-    let msg = o.error();
-    assert!(msg.contains(expected), "expected {expected:?} in {msg:?}");
-    assert!(!msg.contains('\n'), "one line: {msg:?}");
-    assert!(
-        !rt.container_dir("bad").exists(),
-        "state left for {expected}"
-    );
-}
-
-#[test]
-fn bad_ukvm_json_fails_clearly() {
-    if !can_run() {
-        return;
-    }
-    let none = |_: &Path, _: &mut Value| {};
-    create_fails(Some("{\"kernel\": "), none, "/ukvm.json: invalid JSON");
-    create_fails(Some("[1]"), none, "expected a JSON object");
-    create_fails(
-        Some(r#"{"kernel": "/hello.bin", "mem": 8}"#),
-        none,
-        "unknown field `mem`",
-    );
-    create_fails(Some(r#"{"cmdline": "x"}"#), none, "no kernel");
-    create_fails(
-        Some(r#"{"kernel": "/../../etc/passwd"}"#),
-        none,
-        "'..' would leave the rootfs",
-    );
-    create_fails(
-        Some(r#"{"kernel": "/nope.bin"}"#),
-        none,
-        "kernel \"/nope.bin\": not found",
-    );
-    create_fails(
-        Some(r#"{"kernel": "/k"}"#),
-        |r, _| std::os::unix::fs::symlink("/bin/sh", r.join("k")).unwrap(),
-        "is absolute: it would leave the rootfs",
-    );
-    create_fails(
-        Some(r#"{"kernel": "/hello.bin", "disks": ["/../x.iso"]}"#),
-        none,
-        "disk \"/../x.iso\"",
-    );
-    create_fails(
-        Some(r#"{"kernel": "/hello.bin", "cmdline": "{{ipv6}}", "net": true}"#),
-        none,
-        "unknown placeholder {{ipv6}}",
-    );
-    create_fails(
-        Some(r#"{"kernel": "/hello.bin", "cmdline": "ip={{ip}}"}"#),
-        none,
-        "\"net\" is not enabled",
-    );
-    create_fails(
-        None,
-        |_, spec| spec["annotations"] = json!({"org.ukvm.mem_mib": "32"}),
-        "no /ukvm.json and no org.ukvm.kernel annotation",
-    );
-    create_fails(
-        Some(r#"{"kernel": "/hello.bin", "net": true}"#),
-        |_, spec| spec["linux"]["namespaces"] = json!([]),
-        "needs a network namespace",
-    );
-}
-
 #[test]
 fn annotations_override_ukvm_json() {
     if !can_run() {
@@ -447,88 +265,6 @@ fn annotations_override_ukvm_json() {
         "/hello.bin"
     );
     assert_eq!(rt.run(&["delete", "ann"]).status, Some(0));
-}
-
-#[test]
-fn same_id_twice_is_refused_and_the_first_survives() {
-    if !can_run() {
-        return;
-    }
-    let rt = Runtime::new();
-    let json = r#"{"kernel": "/hello.bin"}"#;
-    let (b1, b2) = (
-        Bundle::new("hello", Some(json)),
-        Bundle::new("hello", Some(json)),
-    );
-    assert_eq!(rt.create("twin", &b1).status, Some(0));
-    let o = rt.create("twin", &b2);
-    assert_eq!(o.status, Some(1));
-    assert!(
-        o.error().contains("container with id twin already exists"),
-        "{}",
-        o.error()
-    );
-    assert_eq!(rt.state("twin")["status"], "created");
-    assert_eq!(rt.run(&["delete", "twin"]).status, Some(0));
-    assert!(!rt.container_dir("twin").exists());
-}
-
-#[test]
-fn bundle_removed_before_start_fails_start() {
-    if !can_run() {
-        return;
-    }
-    let rt = Runtime::new();
-    let b = Bundle::new("hello", Some(r#"{"kernel": "/hello.bin"}"#));
-    assert_eq!(rt.create("gone", &b).status, Some(0));
-    let pid = pid_of(&b);
-    let moved = b.path().with_extension("moved");
-    std::fs::rename(b.path(), &moved).unwrap();
-    let o = rt.run(&["start", "gone"]);
-    std::fs::rename(&moved, b.path()).unwrap();
-    assert_eq!(o.status, Some(1));
-    assert!(
-        o.error().contains("disappeared before start"),
-        "{}",
-        o.error()
-    );
-    wait_exit(pid, LIMIT);
-    assert_eq!(rt.run(&["delete", "gone"]).status, Some(0));
-    assert!(!rt.container_dir("gone").exists());
-}
-
-#[test]
-fn unusable_dev_kvm_fails_create() {
-    if !can_run() {
-        return;
-    }
-    let rt = Runtime::new();
-    let b = Bundle::new("hello", Some(r#"{"kernel": "/hello.bin"}"#));
-    // In a private mount namespace, /dev/kvm is /dev/null.
-    let runtime = rt.command(&[]).get_program().to_owned();
-    let args: Vec<_> = rt
-        .command(&["create", "--bundle", b.path().to_str().unwrap(), "nokvm"])
-        .get_args()
-        .map(|a| a.to_owned())
-        .collect();
-    let mut cmd = std::process::Command::new("unshare");
-    cmd.args([
-        "-m",
-        "sh",
-        "-c",
-        "mount --bind /dev/null /dev/kvm && exec \"$@\"",
-        "sh",
-    ])
-    .arg(runtime)
-    .args(args);
-    let o = rt.finish(&mut cmd);
-    assert_eq!(o.status, Some(1));
-    assert!(
-        o.error().contains("/dev/kvm: not a KVM device"),
-        "{}",
-        o.error()
-    );
-    assert!(!rt.container_dir("nokvm").exists());
 }
 
 #[test]
@@ -584,4 +320,45 @@ fn state_paths_longer_than_a_socket_path_work() {
     assert_eq!(o.status, Some(0), "start: {:?}", o.last_log);
     assert_eq!(wait_exit(pid_of(&b), LIMIT), 5);
     assert_eq!(rt.run(&["delete", &id]).status, Some(0));
+}
+
+#[test]
+fn cmdline_placeholders_are_filled_from_the_containers_interface() {
+    if !can_run() {
+        return;
+    }
+    let net = PodNet::new(Some("10.77.0.2/24"));
+    let mac_line = net.pod.ip(&["-br", "link", "show", "eth0"]);
+    let mac = mac_line
+        .split_whitespace()
+        .nth(2)
+        .expect("eth0 MAC")
+        .to_string();
+    let rt = Runtime::new();
+    let template =
+        "exit=0 ip={{ip}} p={{prefix}} m={{netmask}} gw={{gateway}} mac={{mac}} dns={{dns}}";
+    let json = json!({"kernel": "/hello.bin", "cmdline": template, "net": true}).to_string();
+    let b = Bundle::new("hello", Some(&json));
+    // Engines mount their own resolv.conf over the image's.
+    std::fs::write(
+        b.join("resolv.conf"),
+        "search test\nnameserver 10.77.0.53\n",
+    )
+    .unwrap();
+    let mut spec = Bundle::spec(json!([{"type": "network", "path": net.pod.path()}]));
+    spec["mounts"] = json!([{"destination": "/etc/resolv.conf", "type": "bind",
+                             "source": b.join("resolv.conf"), "options": ["rbind", "ro"]}]);
+    b.write_config(&spec);
+    assert_eq!(rt.create("fill", &b).status, Some(0));
+    let o = rt.run(&["start", "fill"]);
+    assert_eq!(o.status, Some(0), "start: {:?}", o.last_log);
+    assert_eq!(wait_exit(pid_of(&b), LIMIT), 0);
+    let want = format!("ip=10.77.0.2 p=24 m=255.255.255.0 gw=10.77.0.1 mac={mac} dns=10.77.0.53");
+    assert!(
+        b.stdout().contains(&want),
+        "want {want:?} in:\n{}",
+        b.stdout()
+    );
+    assert_eq!(rt.run(&["delete", "fill"]).status, Some(0));
+    assert!(!net.pod.ip(&["-br", "link"]).contains("ukfill"), "TAP left");
 }
