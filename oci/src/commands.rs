@@ -161,14 +161,6 @@ pub fn ps(root: &Path, id: &str, format: &str) -> Result<()> {
 
 /// `features`: what this runtime implements, as the spec's features JSON.
 pub fn features() -> Result<()> {
-    let hooks = [
-        "prestart",
-        "createRuntime",
-        "createContainer",
-        "startContainer",
-        "poststart",
-        "poststop",
-    ];
     let annotations = [(
         "org.ukvm.oci.version".to_string(),
         env!("CARGO_PKG_VERSION").to_string(),
@@ -176,7 +168,7 @@ pub fn features() -> Result<()> {
     let features = FeaturesBuilder::default()
         .oci_version_min("1.0.0")
         .oci_version_max(OCI_VERSION)
-        .hooks(hooks.iter().map(|h| h.to_string()).collect::<Vec<_>>())
+        .hooks(Kind::ALL.map(|k| k.name().to_string()).to_vec())
         .mount_options(Vec::<String>::new())
         .annotations(
             annotations

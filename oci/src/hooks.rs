@@ -27,6 +27,16 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, in lifecycle order.
+    pub const ALL: [Kind; 6] = [
+        Kind::Prestart,
+        Kind::CreateRuntime,
+        Kind::CreateContainer,
+        Kind::StartContainer,
+        Kind::Poststart,
+        Kind::Poststop,
+    ];
+
     /// The spec's name for the kind.
     pub fn name(self) -> &'static str {
         match self {

@@ -365,3 +365,14 @@ pub fn net_bundle(pod: &NetNs) -> Bundle {
 pub fn cgroup_path(pod: &NetNs) -> String {
     format!("/ukvm-oci-test-{}", pod.name())
 }
+
+impl PodNet {
+    /// The MAC address of the container's eth0.
+    pub fn mac(&self) -> String {
+        let line = self.pod.ip(&["-br", "link", "show", "eth0"]);
+        line.split_whitespace()
+            .nth(2)
+            .expect("eth0 MAC")
+            .to_string()
+    }
+}

@@ -102,12 +102,7 @@ fn net_guest_answers_on_the_containers_address_and_delete_removes_its_tap() {
         return;
     }
     let net = PodNet::new(Some("10.77.0.2/24"));
-    let mac_line = net.pod.ip(&["-br", "link", "show", "eth0"]);
-    let mac = mac_line
-        .split_whitespace()
-        .nth(2)
-        .expect("eth0 MAC")
-        .to_string();
+    let mac = net.mac();
     let rt = Runtime::new();
     let b = net_bundle(&net.pod);
     let id = "net-c1";
@@ -328,12 +323,7 @@ fn cmdline_placeholders_are_filled_from_the_containers_interface() {
         return;
     }
     let net = PodNet::new(Some("10.77.0.2/24"));
-    let mac_line = net.pod.ip(&["-br", "link", "show", "eth0"]);
-    let mac = mac_line
-        .split_whitespace()
-        .nth(2)
-        .expect("eth0 MAC")
-        .to_string();
+    let mac = net.mac();
     let rt = Runtime::new();
     let template =
         "exit=0 ip={{ip}} p={{prefix}} m={{netmask}} gw={{gateway}} mac={{mac}} dns={{dns}}";
