@@ -9,8 +9,8 @@
 //! kernel logs what would have been refused) finds what is missing.
 
 use kvm_bindings::{
-    kvm_interrupt, kvm_irq_level, kvm_msrs, kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs,
-    kvm_xsave,
+    kvm_interrupt, kvm_irq_level, kvm_mp_state, kvm_msrs, kvm_regs, kvm_sregs, kvm_vcpu_events,
+    kvm_xcrs, kvm_xsave,
 };
 use std::fmt;
 pub use syscalls::Sysno;
@@ -124,6 +124,8 @@ pub mod ioctl {
     pub const KVM_IRQ_LINE: u64 = iow(KVMIO, 0x61, size_of::<kvm_irq_level>());
     /// `KVM_RUN`.
     pub const KVM_RUN: u64 = io(KVMIO, 0x80);
+    /// `KVM_GET_MP_STATE`.
+    pub const KVM_GET_MP_STATE: u64 = ior(KVMIO, 0x98, size_of::<kvm_mp_state>());
     /// `KVM_INTERRUPT`.
     pub const KVM_INTERRUPT: u64 = iow(KVMIO, 0x86, size_of::<kvm_interrupt>());
     /// `KVM_GET_REGS`.
@@ -193,10 +195,11 @@ pub static COMMON: &[Allowed] = &[
 pub static VCPU: &[Allowed] = &[
     allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_RUN), "runs the guest"),
     allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_INTERRUPT), "injects the userspace PIC's interrupts"),
-    allow(Sysno::timer_create, Pin::Any, "the PIT's timer, created when the guest first arms it"),
+    allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_GET_MP_STATE), "halt watchdog (KVM's irqchip): is the vCPU halted?"),
+    allow(Sysno::timer_create, Pin::Any, "the PIT's timer when the guest first arms it; the halt watchdog's"),
     allow(Sysno::timer_settime, Pin::Any, "arms the PIT's timer for channel 0's next edge"),
-    allow(Sysno::timer_delete, Pin::Any, "drops the PIT's timer when the run ends"),
-    allow(Sysno::gettid, Pin::Any, "the PIT's timer signals the thread running the vCPU"),
+    allow(Sysno::timer_delete, Pin::Any, "drops the timers when the run ends"),
+    allow(Sysno::gettid, Pin::Any, "the timers signal the thread running the vCPU"),
     allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_GET_REGS), "instruction completion, crash reports"),
     allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_SET_REGS), "instruction completion"),
     allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_GET_SREGS), "instruction completion (paging mode)"),
@@ -270,6 +273,7 @@ mod tests {
         assert_eq!(KVM_IRQ_LINE, 0x4008_ae61);
         assert_eq!(KVM_GET_XSAVE, 0x9000_aea4);
         assert_eq!(KVM_INTERRUPT, 0x4004_ae86);
+        assert_eq!(KVM_GET_MP_STATE, 0x8004_ae98);
         assert_eq!(TUNSETOFFLOAD, 0x4004_54d0);
         assert_eq!(TUNSETVNETHDRSZ, 0x4004_54d8);
     }

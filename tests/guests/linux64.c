@@ -11,7 +11,8 @@
  * "initrd_len=N"; the initrd must start with "UKVM-INITRD". With
  * "poweroff" it ends by entering ACPI S5 (the DSDT's \_S5 SLP_TYP, 0 as on
  * QEMU's PIIX4, | SLP_EN to PM1a_CNT, as Linux's poweroff does) instead of
- * writing port 0x511.
+ * writing port 0x511; with "halt" it ends with cli; hlt (under KVM's
+ * irqchip, which handles hlt in the kernel, ukvm must notice on its own).
  */
 #include "common.h"
 
@@ -142,5 +143,9 @@ void linux64_main(const u8 *zp)
     kprintf("linux64: %u checks, %u failed\n", n_checks, n_failed);
     if (cmdline && cmdline_has(cmdline, "poweroff") && !n_failed)
         power_off();
+    if (cmdline && cmdline_has(cmdline, "halt") && !n_failed) {
+        kprintf("linux64: halting\n");
+        halt_forever();
+    }
     exit_exact(n_failed ? 1 : 0);
 }

@@ -187,6 +187,35 @@ fn a_device_interrupt_reaches_the_guest_through_the_userspace_pic_under_seccomp(
     assert!(out.stderr.contains(r#""irqchip":false"#), "{}", out.stderr);
 }
 
+/// Under KVM's irqchip `hlt` never leaves KVM: the watchdog must notice a
+/// `cli; hlt` (issue 11's last bullet), for `--irqchip=kvm` and for a
+/// Linux-style kernel alike.
+#[test]
+fn halting_with_interrupts_off_ends_the_run_on_kvms_irqchip_too() {
+    if !kvm_available() {
+        return;
+    }
+    let out = run("halt", "", &["--irqchip", "kvm"]);
+    assert_eq!(out.status, Some(0), "{out:?}");
+    assert!(out.stdout.contains("halt: halting\n"), "{out:?}");
+    assert!(out.stderr.contains(r#""outcome":"halt""#), "{}", out.stderr);
+    assert!(out.stderr.contains(r#""irqchip":true"#), "{}", out.stderr);
+
+    let out = run(
+        "linux64",
+        "linux-test mem_mib=64 halt",
+        &["--mem", "64", "--seccomp", "on"],
+    );
+    assert_eq!(out.status, Some(0), "{out:?}");
+    assert!(out.stdout.contains("linux64: halting\n"), "{out:?}");
+    assert!(out.stderr.contains(r#""outcome":"halt""#), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(r#""controller":"kvm""#),
+        "{}",
+        out.stderr
+    );
+}
+
 #[test]
 fn halting_with_interrupts_on_and_nothing_armed_ends_the_run() {
     if !kvm_available() {

@@ -275,6 +275,7 @@ impl Vm {
     fn run_loop(&mut self) -> Result<Exit> {
         // SAFETY: `self.vcpu` outlives the guard, a local of this function.
         let armed = unsafe { self.kicker.arm(&mut self.vcpu) };
+        self.delivery.start();
         self.timings.mark(Phase::FirstRun);
         loop {
             let step = if self.stop.is_requested() {
@@ -311,7 +312,10 @@ impl Vm {
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                 // A kick (or immediate_exit): the loop looks at why next.
                 armed.clear();
-                self.delivery.interrupted();
+                if self.delivery.interrupted(&mut self.vcpu) {
+                    t.exits[4] += 1;
+                    return Step::Stop(Exit::Halted);
+                }
                 return Step::Continue;
             }
             Err(e) => return Step::Fail(e),

@@ -7,13 +7,16 @@
 //!   otherwise; `hlt` sleeps until a source fires, or ends the run when
 //!   nothing could ever wake the guest.
 //! - [`InKernel`]: KVM's irqchip and PIT (Linux-style guests, and
-//!   `--irqchip=kvm`). KVM delivers and handles `hlt` itself.
+//!   `--irqchip=kvm`). KVM delivers and handles `hlt` itself; a watchdog
+//!   ends the run when the guest halts with interrupts off.
 //!
 //! Why userspace by default: creating KVM's irqchip costs 4.5-12 ms of VM
 //! creation and 7-35 ms of teardown here (shared/README.md), most of a
 //! unikernel's boot; the userspace pair costs nothing until used.
 
+mod in_kernel;
 pub(crate) mod pit_timer;
+mod posix_timer;
 pub(crate) mod userspace;
 
 use crate::stop::StopHandle;
@@ -34,8 +37,14 @@ pub(crate) trait Delivery: Send {
         false
     }
 
-    /// `KVM_RUN` returned `EINTR`: a kick, or the PIT timer's signal.
-    fn interrupted(&mut self) {}
+    /// The run starts, on the vCPU thread.
+    fn start(&mut self) {}
+
+    /// `KVM_RUN` returned `EINTR`: a kick, or a timer's signal. Returns
+    /// `true` if the guest turns out to be halted for good.
+    fn interrupted(&mut self, _vcpu: &mut VcpuFd) -> bool {
+        false
+    }
 
     /// The run is over: stop timers.
     fn finish(&mut self) {}
@@ -49,14 +58,7 @@ pub(crate) struct None;
 
 impl Delivery for None {}
 
-/// KVM's in-kernel irqchip: KVM delivers and sleeps in `hlt` itself.
-pub(crate) struct InKernel;
-
-impl Delivery for InKernel {
-    fn report(&self, t: &mut Timings) {
-        t.interrupts.controller = "kvm";
-    }
-}
+pub(crate) use in_kernel::InKernel;
 
 /// Which interrupt controller a Multiboot guest gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

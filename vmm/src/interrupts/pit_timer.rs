@@ -13,81 +13,14 @@
 //! and each expiry, and a halted guest sleeps with the next edge as its
 //! timeout.
 
+use super::posix_timer::{gettid, PosixTimer};
 use super::userspace::IrqChip;
-use crate::kick;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use ukvm_devices::bus::lock;
 use ukvm_devices::pit::{self, Pit, PitStats};
 use ukvm_devices::BusDevice;
-
-/// A POSIX timer that sends the kick signal to one thread.
-struct PosixTimer {
-    id: libc::timer_t,
-    tid: libc::pid_t,
-}
-
-// SAFETY: a timer_t is a kernel handle; any thread may set or delete it.
-unsafe impl Send for PosixTimer {}
-
-fn gettid() -> libc::pid_t {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::gettid() }
-}
-
-impl PosixTimer {
-    /// A disarmed timer for the calling thread.
-    fn for_this_thread() -> std::io::Result<PosixTimer> {
-        let tid = gettid();
-        // SAFETY: a zeroed sigevent is valid; we fill the fields
-        // SIGEV_THREAD_ID reads.
-        let mut sev: libc::sigevent = unsafe { std::mem::zeroed() };
-        sev.sigev_notify = libc::SIGEV_THREAD_ID;
-        sev.sigev_signo = kick::kick_signal();
-        sev.sigev_notify_thread_id = tid;
-        let mut id: libc::timer_t = std::ptr::null_mut();
-        // SAFETY: valid pointers to a sigevent and to the id to fill.
-        if unsafe { libc::timer_create(libc::CLOCK_MONOTONIC, &mut sev, &mut id) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(PosixTimer { id, tid })
-    }
-
-    /// Fires once after `wait`, or never (`None`).
-    fn set(&self, wait: Option<Duration>) {
-        // Zero would disarm: an edge already due fires after a nanosecond.
-        let wait = wait.map(|w| w.max(Duration::from_nanos(1)));
-        let value = wait.map_or(
-            libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            },
-            |w| libc::timespec {
-                tv_sec: w.as_secs() as libc::time_t,
-                tv_nsec: libc::c_long::from(w.subsec_nanos() as i32),
-            },
-        );
-        let spec = libc::itimerspec {
-            it_interval: libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            },
-            it_value: value,
-        };
-        // SAFETY: our timer id and a valid itimerspec. A timer that cannot
-        // be set loses this tick only; a halted guest still wakes on time
-        // (its sleep has the edge as timeout).
-        unsafe { libc::timer_settime(self.id, 0, &spec, std::ptr::null_mut()) };
-    }
-}
-
-impl Drop for PosixTimer {
-    fn drop(&mut self) {
-        // SAFETY: deletes our own timer once.
-        unsafe { libc::timer_delete(self.id) };
-    }
-}
 
 struct State {
     pit: Pit,
@@ -145,7 +78,10 @@ impl PitTimer {
             };
         }
         if let Some(timer) = &state.timer {
-            timer.set(next.map(|at| at.saturating_duration_since(Instant::now())));
+            timer.set(
+                next.map(|at| at.saturating_duration_since(Instant::now())),
+                None,
+            );
         }
     }
 

@@ -222,8 +222,9 @@ impl Delivery for Userspace {
         }
     }
 
-    fn interrupted(&mut self) {
+    fn interrupted(&mut self, _vcpu: &mut VcpuFd) -> bool {
         self.timer.poll();
+        false
     }
 
     fn finish(&mut self) {

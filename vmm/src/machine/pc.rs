@@ -73,7 +73,7 @@ impl PcMachine {
         let (sink, delivery): (Arc<dyn IrqSink>, Box<dyn Delivery>) = if in_kernel {
             (
                 Arc::new(KvmLines(wiring.vm.clone())),
-                Box::new(interrupts::InKernel),
+                Box::new(interrupts::InKernel::default()),
             )
         } else {
             let irqs = self.device_irqs();
