@@ -3,11 +3,16 @@
 //! Each boots differently: Multiboot from ELF32 program headers, Multiboot
 //! needing the hardware RNG, and Firecracker's Linux 64-bit boot.
 
-use ukvm_tests::{kvm_available, run_ukvm, shared_image, Outcome, TempDir};
+use ukvm_tests::{kvm_available, run_ukvm, shared_image, Outcome};
 
 fn boot(image: &str, cmdline: &str) -> (String, Outcome) {
+    boot_with(image, &["--cmdline", cmdline])
+}
+
+/// Boots `image` with the ukvm options `args`; returns its path too.
+fn boot_with(image: &str, args: &[&str]) -> (String, Outcome) {
     let path = shared_image("unikraft", image).display().to_string();
-    let out = run_ukvm(["--kernel", &path, "--cmdline", cmdline]);
+    let out = run_ukvm(["--kernel", path.as_str()].iter().chain(args));
     (path, out)
 }
 
@@ -39,27 +44,18 @@ fn multiboot_image_prints_hello_and_takes_the_kernel_name_as_argv0() {
 }
 
 #[test]
-fn multiboot_image_also_runs_with_kvms_pit() {
+fn multiboot_image_also_runs_with_kvms_irqchip_and_pit() {
     if !kvm_available() {
         return;
     }
-    // A PCI device brings KVM's irqchip and PIT, so Unikraft calibrates
-    // its TSC against a PIT that counts (without one, the PIT ports read
-    // all-ones).
-    let dir = TempDir::new("unikraft-pit");
-    let disk = dir.join("disk.img");
-    std::fs::write(&disk, [0u8; 4096]).unwrap();
-    let kernel = shared_image("unikraft", "helloworld_qemu-x86_64");
-    let out = run_ukvm([
-        "--kernel".as_ref(),
-        kernel.as_os_str(),
-        "--disk".as_ref(),
-        disk.as_os_str(),
-        "--cmdline".as_ref(),
-        "pit".as_ref(),
-    ]);
+    // Unikraft calibrates its TSC against the PIT: ukvm's own 8254 by
+    // default (the test above), KVM's with --irqchip kvm.
+    let (path, out) = boot_with(
+        "helloworld_qemu-x86_64",
+        &["--irqchip", "kvm", "--cmdline", "pit"],
+    );
     assert!(out.lines().contains(&"Hello world!"), "{out:?}");
-    let want = arguments(&[&kernel.display().to_string(), "pit"]);
+    let want = arguments(&[&path, "pit"]);
     assert!(out.lines().contains(&want.as_str()), "{out:?}");
     assert_eq!(out.status, Some(0), "{out:?}");
 }
