@@ -352,3 +352,31 @@ fn cmdline_placeholders_are_filled_from_the_containers_interface() {
     assert_eq!(rt.run(&["delete", "fill"]).status, Some(0));
     assert!(!net.pod.ip(&["-br", "link"]).contains("ukfill"), "TAP left");
 }
+
+#[test]
+fn hvt_guest_gets_the_interface_through_its_manifest_name() {
+    if !can_run() {
+        return;
+    }
+    let net = PodNet::new(Some("10.77.0.2/24"));
+    let rt = Runtime::new();
+    let json = r#"{"kernel": "/hvt-net.bin", "net": "service", "cmdline": "ip={{ip}} pings=1000 wait=60"}"#;
+    let b = Bundle::new("hvt-net", Some(json));
+    b.write_config(&Bundle::spec(
+        json!([{"type": "network", "path": net.pod.path()}]),
+    ));
+    assert_eq!(rt.create("hvt1", &b).status, Some(0));
+    let o = rt.run(&["start", "hvt1"]);
+    assert_eq!(o.status, Some(0), "start: {:?}", o.last_log);
+    b.wait_for_line("ready", LIMIT);
+    assert_eq!(net.host.ping("10.77.0.2", 3), 3);
+    let want = format!("service handle=1 mtu=1500 mac={}", net.mac());
+    assert!(
+        b.stdout().contains(&want),
+        "want {want:?} in:\n{}",
+        b.stdout()
+    );
+    assert_eq!(rt.run(&["kill", "hvt1", "KILL"]).status, Some(0));
+    wait_exit(pid_of(&b), LIMIT);
+    assert_eq!(rt.run(&["delete", "hvt1"]).status, Some(0));
+}
