@@ -19,6 +19,9 @@
  *   mode=bench  first disk: ready (port 0x510), then count=N reads of
  *               size=BYTES each, polled, then exit at once (no output in
  *               between, so --timings shows the reads alone).
+ *   mode=hostile what a compromised driver does (hostile.h), the first
+ *               disk read-write, the second read-only; after each attack
+ *               a good read of the first disk must still work.
  * Exit status 0 (or exit=N) on success, 1 on any failure.
  */
 #include "common.h"
@@ -291,6 +294,8 @@ static void mode_modern(void)
             buf[5], label);
 }
 
+#include "hostile.h"
+
 static void mode_bench(const char *cmdline)
 {
     u32 size = 4096, count = 256;
@@ -344,6 +349,8 @@ void guest_main(u32 magic, const struct mb_info *mbi)
         mode_modern();
     else if (cmdline_has(cmdline, "mode=bench"))
         mode_bench(cmdline);
+    else if (cmdline_has(cmdline, "mode=hostile"))
+        mode_hostile(n, mbi);
     else
         fail("no mode= given");
     kprintf("blk: done\n");

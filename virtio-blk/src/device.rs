@@ -263,6 +263,10 @@ impl VirtioDevice for Block {
         Ok(())
     }
 
+    fn refused(&self) -> u64 {
+        self.stats().failed
+    }
+
     fn reset(&mut self) {
         self.active = None;
     }

@@ -244,6 +244,11 @@ impl<B: NetBackend> VirtioDevice for Net<B> {
         Ok(())
     }
 
+    fn refused(&self) -> u64 {
+        let s = self.stats();
+        s.rx_bad_chains + s.tx_bad_chains + s.tx_dropped_too_big
+    }
+
     fn reset(&mut self) {
         self.active = None;
         self.rx.reset();

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use ukvm_devices::virtio::VirtioDevice;
 use ukvm_sandbox::{seccomp, Fds, SeccompMode, ThreadKind};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -49,6 +50,8 @@ pub struct IoThread {
     go: Option<SyncSender<(SeccompMode, Fds)>>,
     /// The thread's answer: its filter is in place.
     filtered: Receiver<Result<()>>,
+    /// The devices it serves, for [`IoThread::refused`].
+    devices: Vec<Arc<Mutex<dyn VirtioDevice>>>,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -99,8 +102,23 @@ impl IoThread {
             stop,
             go: Some(go),
             filtered,
+            devices: Vec::new(),
             handle: Some(handle),
         })
+    }
+
+    /// Has [`IoThread::refused`] count what `devices` refused.
+    pub fn count_refusals_of(&mut self, devices: Vec<Arc<Mutex<dyn VirtioDevice>>>) {
+        self.devices = devices;
+    }
+
+    /// Requests and chains the devices refused (see
+    /// `VirtioDevice::refused`).
+    pub fn refused(&self) -> u64 {
+        self.devices
+            .iter()
+            .map(|d| ukvm_devices::bus::lock(d).refused())
+            .sum()
     }
 
     /// Installs the I/O thread's seccomp filter (`mode`, ioctls pinned to

@@ -40,6 +40,8 @@ mod cpuid_cache;
 mod emulation;
 pub mod error;
 pub mod fastexit;
+#[doc(hidden)]
+pub mod fuzz_hooks;
 mod hvt;
 mod interrupts;
 mod io_thread;

@@ -170,6 +170,8 @@ pub struct PciBuilder<'a> {
     pins: Vec<Arc<IrqPin>>,
     count: usize,
     subscribers: Vec<Subscriber>,
+    /// The devices, for their refusal counters.
+    devices: Vec<Arc<Mutex<dyn VirtioDevice>>>,
 }
 
 fn bus_err(e: impl std::fmt::Display) -> Error {
@@ -204,6 +206,7 @@ impl<'a> PciBuilder<'a> {
             pins,
             count: 0,
             subscribers: Vec::new(),
+            devices: Vec::new(),
         }
     }
 
@@ -248,6 +251,7 @@ impl<'a> PciBuilder<'a> {
             )
             .map_err(bus_err)?;
         self.register_ioevents(&*ukvm_devices::bus::lock(&device), &res);
+        self.devices.push(device.clone());
         self.subscribers.push(device);
         self.count += 1;
         Ok(())
@@ -277,7 +281,9 @@ impl<'a> PciBuilder<'a> {
         if self.subscribers.is_empty() {
             return Ok(None);
         }
-        IoThread::spawn(self.subscribers).map(Some)
+        let mut io = IoThread::spawn(self.subscribers)?;
+        io.count_refusals_of(self.devices);
+        Ok(Some(io))
     }
 }
 

@@ -154,6 +154,9 @@ pub struct Timings {
     pub unclaimed_writes: u64,
     /// Whether the VM has KVM's in-kernel interrupt controllers.
     pub irqchip: bool,
+    /// Device requests and chains refused (malformed, outside guest
+    /// memory, writes to a read-only disk).
+    pub refused: u64,
     /// seccomp mode of the run ("on", "log", "off").
     pub seccomp: &'static str,
     /// What Landlock enforced ("full", "partial", "unsupported", "off").
@@ -179,6 +182,7 @@ impl Timings {
             unclaimed_reads: 0,
             unclaimed_writes: 0,
             irqchip: false,
+            refused: 0,
             seccomp: "off",
             landlock: "off",
             outcome: "",
@@ -233,8 +237,8 @@ impl Timings {
         push_counts(&mut s, PORT_RANGES.iter().map(|r| r.0).zip(self.port_exits));
         let _ = write!(
             s,
-            "}},\"kernel_bytes_read\":{},\"format\":\"{}\",\"unclaimed_reads\":{},\"unclaimed_writes\":{},\"irqchip\":{},\"seccomp\":\"{}\",\"landlock\":\"{}\",\"outcome\":\"{}\"}}",
-            self.kernel_bytes_read, self.format, self.unclaimed_reads, self.unclaimed_writes, self.irqchip, self.seccomp, self.landlock, self.outcome
+            "}},\"kernel_bytes_read\":{},\"format\":\"{}\",\"unclaimed_reads\":{},\"unclaimed_writes\":{},\"irqchip\":{},\"refused\":{},\"seccomp\":\"{}\",\"landlock\":\"{}\",\"outcome\":\"{}\"}}",
+            self.kernel_bytes_read, self.format, self.unclaimed_reads, self.unclaimed_writes, self.irqchip, self.refused, self.seccomp, self.landlock, self.outcome
         );
         // Appended inside the object, after the keys that came before it.
         s.pop();

@@ -249,6 +249,7 @@ impl Vm {
         // The guest is done: let the I/O thread finish its request and go.
         if let Some(io) = self.io.as_mut() {
             io.stop();
+            self.timings.refused = io.refused();
         }
         self.timings.emulated = self.emulator.counts();
         self.delivery.finish();

@@ -89,6 +89,12 @@ pub trait VirtioDevice: Send {
     ) -> Result<(), ActivateError>;
     /// Stops using the queues and forgets negotiated state.
     fn reset(&mut self);
+    /// Requests and chains refused so far: malformed, outside guest
+    /// memory, or not allowed (a write to a read-only disk). `--timings`
+    /// reports the sum as `refused`.
+    fn refused(&self) -> u64 {
+        0
+    }
 }
 
 /// Copies `data.len()` bytes of a configuration space held as bytes,

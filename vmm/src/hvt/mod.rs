@@ -9,7 +9,7 @@
 //! (`.iso` read-only by default, 512-byte sectors), interfaces through
 //! `ukvm_virtio_net::Tap`.
 
-mod hypercalls;
+pub(crate) mod hypercalls;
 
 use crate::error::{Error, Result};
 use hypercalls::{BlockDev, Hypercalls, NetDev};
