@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! ukvm-fuzz [--iterations N] [--loader-iterations N] [--seed S]
-//!           [--target blk|net|loader|hvt|insn]... [--seeds DIR]...
+//!           [--target blk|net|loader|hvt|insn]... [--format NAME]... [--seeds DIR]...
 //! ```
 //! Without `--seeds`, loaders are seeded from ../shared/solo5,
 //! ../shared/unikraft, target/fixtures/linux/boot and the test guests
@@ -21,6 +21,8 @@ struct Args {
     seed: u64,
     targets: Vec<String>,
     seeds: Vec<PathBuf>,
+    /// Only the loaders whose name contains one of these.
+    formats: Vec<String>,
 }
 
 fn parse() -> Result<Args, String> {
@@ -30,6 +32,7 @@ fn parse() -> Result<Args, String> {
         seed: 1,
         targets: Vec::new(),
         seeds: Vec::new(),
+        formats: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -45,7 +48,8 @@ fn parse() -> Result<Args, String> {
             "--seed" => a.seed = num(value()?)?,
             "--target" => a.targets.push(value()?),
             "--seeds" => a.seeds.push(value()?.into()),
-            "-h" | "--help" => return Err("usage: ukvm-fuzz [--iterations N] [--loader-iterations N] [--seed S] [--target blk|net|loader|hvt|insn]... [--seeds DIR]...".into()),
+            "--format" => a.formats.push(value()?),
+            "-h" | "--help" => return Err("usage: ukvm-fuzz [--iterations N] [--loader-iterations N] [--seed S] [--target blk|net|loader|hvt|insn]... [--format NAME]... [--seeds DIR]...".into()),
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -108,7 +112,11 @@ fn main() -> ExitCode {
             eprintln!("ukvm-fuzz: no seed images found in {:?}", args.seeds);
             return ExitCode::from(2);
         }
-        for mut l in loaders {
+        let chosen = |l: &ukvm_fuzz::loader::Loader| {
+            let name = l.name();
+            args.formats.is_empty() || args.formats.iter().any(|f| name.contains(f.as_str()))
+        };
+        for mut l in loaders.into_iter().filter(chosen) {
             go(&mut l, args.loader_iterations.unwrap_or(args.iterations));
         }
     }
