@@ -237,7 +237,9 @@ fn features(layout: Layout) -> [(&'static str, &'static [Reg]); 5] {
             ("org.gnu.gdb.i386.core", &CORE32),
             ("org.gnu.gdb.i386.core", &X87),
             ("org.gnu.gdb.i386.sse", &SSE32),
-            ("org.gnu.gdb.i386.segments", &SEGS32),
+            // gdb's i386 code takes a segments feature for Linux's and
+            // asserts on it here: the bases go with the system registers.
+            ("org.ukvm.x86.sys", &SEGS32),
             ("org.ukvm.x86.sys", &SYS32),
         ],
     }

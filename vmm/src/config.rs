@@ -53,6 +53,7 @@ pub struct VmConfig {
     pub(crate) seccomp: SeccompMode,
     pub(crate) jail: Jail,
     pub(crate) irqchip: IrqChipKind,
+    pub(crate) gdb: Option<ukvm_debug::GdbAddr>,
 }
 
 impl Default for VmConfig {
@@ -72,6 +73,7 @@ impl Default for VmConfig {
             seccomp: SeccompMode::Off,
             jail: Jail::default(),
             irqchip: IrqChipKind::default(),
+            gdb: None,
         }
     }
 }
@@ -190,6 +192,13 @@ impl VmConfig {
     /// hvt guests get none.
     pub fn irqchip(mut self, kind: IrqChipKind) -> Self {
         self.irqchip = kind;
+        self
+    }
+
+    /// Waits for gdb on `addr` before the first instruction and runs the
+    /// guest under it (see the README's "Debugging").
+    pub fn gdb(mut self, addr: ukvm_debug::GdbAddr) -> Self {
+        self.gdb = Some(addr);
         self
     }
 

@@ -53,7 +53,7 @@ pub(crate) fn handle(
 
 /// For an emulation failure, the instruction bytes KVM reported (empty
 /// when it reported none); `None` for other internal errors.
-fn emulation_failure(vcpu: &mut VcpuFd) -> Option<Vec<u8>> {
+pub(crate) fn emulation_failure(vcpu: &mut VcpuFd) -> Option<Vec<u8>> {
     let run = vcpu.get_kvm_run();
     // SAFETY: called right after KVM_EXIT_INTERNAL_ERROR, so the kernel
     // filled the `internal` member of the exit union; `emulation_failure`

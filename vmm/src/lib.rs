@@ -42,6 +42,7 @@ pub mod error;
 pub mod fastexit;
 #[doc(hidden)]
 pub mod fuzz_hooks;
+mod gdb;
 mod hvt;
 mod interrupts;
 mod io_thread;
@@ -64,4 +65,5 @@ pub use timings::Timings;
 /// Kernel formats and boot structures (the `ukvm-boot` crate).
 pub use ukvm_boot as boot;
 pub use ukvm_boot::Format as BootFormat;
+pub use ukvm_debug::GdbAddr;
 pub use vm::{Exit, Vm};

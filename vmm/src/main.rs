@@ -93,6 +93,10 @@ struct Opts {
     /// pair and 8254 (userspace), or KVM's in-kernel irqchip and PIT (kvm).
     #[arg(long, value_name = "userspace|kvm", default_value = "userspace")]
     irqchip: ukvm::IrqChipKind,
+    /// Wait for gdb on tcp:[HOST:]PORT (HOST defaults to 127.0.0.1) or
+    /// unix:PATH before the guest's first instruction, and run under it.
+    #[arg(long, value_name = "tcp:[HOST:]PORT|unix:PATH")]
+    gdb: Option<ukvm::GdbAddr>,
     /// Print boot-phase timings as JSON after the run (to stderr, or FILE).
     #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-")]
     timings: Option<PathBuf>,
@@ -166,6 +170,9 @@ fn main() -> ExitCode {
             None => (m.as_str(), None),
         };
         cfg = cfg.module(file, string);
+    }
+    if let Some(addr) = opts.gdb {
+        cfg = cfg.gdb(addr);
     }
     if let Some(initrd) = opts.initrd {
         cfg = cfg.initrd(initrd);

@@ -58,11 +58,14 @@ impl Exit {
 }
 
 /// What one exit asks the loop to do.
-enum Step {
+pub(crate) enum Step {
     Continue,
     Stop(Exit),
     Crash(CrashKind),
     Fail(kvm_ioctls::Error),
+    /// For the debugger only (`crate::gdb`): a debug exit, or an int3 KVM
+    /// could not emulate, not yet completed.
+    Debug(crate::gdb::DebugExit),
 }
 
 /// A VM with its kernel loaded, ready to run.
@@ -89,6 +92,10 @@ pub struct Vm {
     /// The vCPU thread's filter, installed by the first [`Vm::run`].
     seccomp: ukvm_sandbox::SeccompMode,
     stop: StopHandle,
+    /// `--gdb`: the socket gdb connects to before the first instruction.
+    gdb: Option<crate::gdb::Pending>,
+    /// A debugger is attached: int3s go to it before being completed.
+    pub(crate) debugging: bool,
 }
 
 fn kvm_err(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
@@ -154,6 +161,8 @@ impl Vm {
             name: name.clone(),
             source,
         })?;
+        // A bad --gdb address fails before any KVM object exists.
+        let gdb = crate::gdb::Pending::bind(&cfg, format, &image)?;
         let mut machine = machine::for_format(format, &name, &image, &cfg)?;
         let kicker = Kicker::new().map_err(|e| Error::Device(format!("vCPU kick: {e}")))?;
 
@@ -230,6 +239,8 @@ impl Vm {
             stop: StopHandle::new(kicker.clone()),
             kicker,
             seccomp: cfg.seccomp,
+            gdb,
+            debugging: false,
         })
     }
 
@@ -277,6 +288,10 @@ impl Vm {
         // SAFETY: `self.vcpu` outlives the guard, a local of this function.
         let armed = unsafe { self.kicker.arm(&mut self.vcpu) };
         self.delivery.start();
+        if let Some(gdb) = self.gdb.take() {
+            let step = crate::gdb::run(self, &armed, gdb)?;
+            return self.finish(step).unwrap_or(Ok(Exit::Stopped));
+        }
         self.timings.mark(Phase::FirstRun);
         loop {
             let step = if self.stop.is_requested() {
@@ -284,28 +299,33 @@ impl Vm {
             } else {
                 self.step(&armed)
             };
-            match step {
-                Step::Continue => {}
-                Step::Stop(exit) => {
-                    self.timings.mark(Phase::GuestExit);
-                    return Ok(exit);
-                }
-                Step::Crash(kind) => {
-                    self.timings.mark(Phase::GuestExit);
-                    return Err(Error::GuestCrash(self.crash(kind)));
-                }
-                Step::Fail(source) => {
-                    return Err(Error::Kvm {
-                        op: "KVM_RUN",
-                        source,
-                    })
-                }
+            if let Some(result) = self.finish(step) {
+                return result;
             }
         }
     }
 
+    /// The run's result for a step that ends it; `None` to go on.
+    pub(crate) fn finish(&mut self, step: Step) -> Option<Result<Exit>> {
+        Some(match step {
+                Step::Continue | Step::Debug(_) => return None,
+                Step::Stop(exit) => {
+                    self.timings.mark(Phase::GuestExit);
+                    Ok(exit)
+                }
+                Step::Crash(kind) => {
+                    self.timings.mark(Phase::GuestExit);
+                    Err(Error::GuestCrash(self.crash(kind)))
+                }
+                Step::Fail(source) => Err(Error::Kvm {
+                    op: "KVM_RUN",
+                    source,
+                }),
+        })
+    }
+
     /// Runs the vCPU to its next exit and handles it.
-    fn step(&mut self, armed: &Armed) -> Step {
+    pub(crate) fn step(&mut self, armed: &Armed) -> Step {
         self.delivery.before_run(&mut self.vcpu);
         let t = &mut self.timings;
         let exit = match self.vcpu.run() {
@@ -362,15 +382,16 @@ impl Vm {
             }
             VcpuExit::InternalError => {
                 t.exits[6] += 1;
-                match emulation::handle(&mut self.emulator, &mut self.vcpu, &self.vm, &self.mem) {
-                    emulation::Outcome::Resume => Step::Continue,
-                    emulation::Outcome::Stop(kind) => Step::Crash(kind),
+                if self.debugging && crate::gdb::at_int3(&mut self.vcpu) {
+                    return Step::Debug(crate::gdb::DebugExit::Int3);
                 }
+                self.complete()
             }
             VcpuExit::FailEntry(reason, _) => {
                 t.exits[7] += 1;
                 Step::Crash(CrashKind::FailEntry(reason))
             }
+            VcpuExit::Debug(arch) => Step::Debug(crate::gdb::DebugExit::Trap(arch)),
             VcpuExit::SystemEvent(kind, _) => {
                 t.exits[7] += 1;
                 match kind {
@@ -385,6 +406,14 @@ impl Vm {
                 t.exits[7] += 1;
                 Step::Crash(CrashKind::UnexpectedExit(format!("{other:?}")))
             }
+        }
+    }
+
+    /// Completes the instruction KVM could not emulate at the last exit.
+    pub(crate) fn complete(&mut self) -> Step {
+        match emulation::handle(&mut self.emulator, &mut self.vcpu, &self.vm, &self.mem) {
+            emulation::Outcome::Resume => Step::Continue,
+            emulation::Outcome::Stop(kind) => Step::Crash(kind),
         }
     }
 
@@ -422,6 +451,18 @@ impl Vm {
             }
         }
         crash
+    }
+
+    pub(crate) fn vcpu_mut(&mut self) -> &mut VcpuFd {
+        &mut self.vcpu
+    }
+
+    pub(crate) fn kicker(&self) -> Kicker {
+        self.kicker.clone()
+    }
+
+    pub(crate) fn mark_first_run(&mut self) {
+        self.timings.mark(Phase::FirstRun);
     }
 
     /// Phase timestamps and counters so far.

@@ -1,0 +1,125 @@
+//! `--gdb`: the VM's side of a debug session (the `ukvm-debug` crate does
+//! the protocol). The listener is bound when the VM is built, so a bad
+//! address fails early; gdb is awaited when the run starts, before the
+//! guest's first instruction; then the debugger drives the vCPU loop
+//! through [`Vm::step`], and the run ends as it would without gdb.
+
+use crate::config::VmConfig;
+use crate::error::{CrashKind, Error, Result};
+use crate::kick::Armed;
+use crate::vm::{Exit, Step, Vm};
+use kvm_ioctls::VcpuFd;
+use std::sync::Arc;
+use ukvm_boot::Format;
+use ukvm_debug::{Ending, Layout, Listener, Stepped};
+use vm_memory::GuestMemoryMmap;
+
+/// What `Vm::step` hands the debugger.
+pub(crate) enum DebugExit {
+    /// `KVM_EXIT_DEBUG`.
+    Trap(kvm_bindings::kvm_debug_exit_arch),
+    /// An int3 KVM could not emulate, not yet completed.
+    Int3,
+}
+
+/// A bound `--gdb` socket and the register layout gdb will get.
+pub(crate) struct Pending {
+    listener: Listener,
+    layout: Layout,
+}
+
+impl Pending {
+    /// Binds `--gdb`'s address, if given. The layout follows the kernel:
+    /// 64-bit for hvt and Linux-style guests and for 64-bit ELF Multiboot
+    /// kernels (which switch to long mode themselves), i386 for 32-bit
+    /// Multiboot kernels.
+    pub(crate) fn bind(cfg: &VmConfig, format: Format, image: &[u8]) -> Result<Option<Pending>> {
+        let Some(addr) = &cfg.gdb else {
+            return Ok(None);
+        };
+        let listener = Listener::bind(addr).map_err(|e| Error::Config(e.to_string()))?;
+        let elf64 = image.get(..5) == Some(b"\x7fELF\x02");
+        let layout = match format {
+            Format::MultibootKludge | Format::MultibootElf | Format::Pvh if !elf64 => Layout::I386,
+            _ => Layout::X86_64,
+        };
+        Ok(Some(Pending { listener, layout }))
+    }
+}
+
+/// Whether the emulation failure KVM just reported is an int3.
+pub(crate) fn at_int3(vcpu: &mut VcpuFd) -> bool {
+    crate::emulation::emulation_failure(vcpu).is_some_and(|b| b.first() == Some(&0xCC))
+}
+
+/// The VM while gdb drives it.
+struct Debugged<'a> {
+    vm: &'a mut Vm,
+    armed: &'a Armed,
+}
+
+fn stepped(step: Step) -> Stepped<Step> {
+    match step {
+        Step::Continue => Stepped::Continue,
+        Step::Debug(DebugExit::Trap(arch)) => Stepped::Debug(arch),
+        Step::Debug(DebugExit::Int3) => Stepped::Int3,
+        done => Stepped::Done(done),
+    }
+}
+
+impl ukvm_debug::Guest for Debugged<'_> {
+    type Done = Step;
+
+    fn vcpu(&mut self) -> &mut VcpuFd {
+        self.vm.vcpu_mut()
+    }
+
+    fn memory(&self) -> &GuestMemoryMmap {
+        self.vm.memory()
+    }
+
+    fn step(&mut self) -> Stepped<Step> {
+        if self.vm.stop_handle().is_requested() {
+            return Stepped::Done(Step::Stop(Exit::Stopped));
+        }
+        stepped(self.vm.step(self.armed))
+    }
+
+    fn complete(&mut self) -> Stepped<Step> {
+        stepped(self.vm.complete())
+    }
+
+    fn ending(done: &Step) -> Ending {
+        match done {
+            Step::Stop(exit) => Ending::Exited(exit.status() as u8),
+            _ => Ending::Crashed,
+        }
+    }
+
+    fn killed(&mut self) -> Step {
+        Step::Stop(Exit::Stopped)
+    }
+}
+
+/// Waits for gdb, then runs the guest under it. Returns the step that
+/// ended the run.
+pub(crate) fn run(vm: &mut Vm, armed: &Armed, gdb: Pending) -> Result<Step> {
+    eprintln!("ukvm: waiting for gdb on {}", gdb.listener.describe());
+    let conn = gdb
+        .listener
+        .accept()
+        .map_err(|e| Error::Device(e.to_string()))?;
+    drop(gdb.listener);
+    vm.mark_first_run();
+    vm.debugging = true;
+    let kicker = vm.kicker();
+    let kick: Arc<dyn Fn() + Send + Sync> = Arc::new(move || kicker.kick());
+    let mut guest = Debugged { vm, armed };
+    let done = ukvm_debug::serve(&mut guest, conn, gdb.layout, kick)
+        .map_err(|e| Error::Device(format!("gdb: {e}")));
+    vm.debugging = false;
+    match done {
+        Ok(step) => Ok(step),
+        Err(e) => Ok(Step::Crash(CrashKind::UnexpectedExit(e.to_string()))),
+    }
+}
