@@ -1,0 +1,37 @@
+/*
+ * echo: the console-input test guest. Polls COM1's line status for data
+ * ready (LSR bit 0), reads the receive buffer and writes each byte back;
+ * '!' ends the run (prints "bye", exit 0). With `irq`, it enables the
+ * receive interrupt (IER bit 0) and checks that IIR reports "received
+ * data available" before each read.
+ */
+#include "common.h"
+
+#define UART_RBR 0
+#define UART_IER 1
+#define UART_IIR 2
+#define UART_LSR 5
+
+void guest_main(u32 magic, const struct mb_info *mbi)
+{
+    (void)magic;
+    int irq = cmdline_has(mb_cmdline(mbi), "irq");
+    serial_init();
+    if (irq)
+        outb(COM1_PORT + UART_IER, 0x01);
+    serial_puts("echo ready\n");
+    for (;;) {
+        while (!(inb(COM1_PORT + UART_LSR) & 0x01))
+            ;
+        if (irq && (inb(COM1_PORT + UART_IIR) & 0x0F) != 0x04) {
+            serial_puts("echo: FAIL IIR does not say data available\n");
+            exit_status(1);
+        }
+        char c = (char)inb(COM1_PORT + UART_RBR);
+        if (c == '!') {
+            serial_puts("\nbye\n");
+            exit_status(0);
+        }
+        serial_putc(c == '\r' ? '\n' : c);
+    }
+}
