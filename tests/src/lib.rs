@@ -5,6 +5,7 @@
 //! Tests that need `/dev/kvm` fail with a message when it is missing;
 //! setting `UKVM_SKIP_KVM_TESTS=1` turns them into skips instead.
 
+pub mod debug;
 pub mod engines;
 pub mod net;
 pub mod oci;
@@ -112,12 +113,18 @@ where
 
 /// Runs `cmd` with stdout/stderr captured, killing it after `limit`.
 pub fn run_with_limit(cmd: &mut Command, limit: Duration) -> Outcome {
-    let mut child = cmd
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn ukvm");
+    wait_with_limit(child, limit)
+}
+
+/// Collects the output of `child` (stdout and stderr piped) and waits for
+/// it, killing it after `limit`.
+pub fn wait_with_limit(mut child: std::process::Child, limit: Duration) -> Outcome {
     let mut out = child.stdout.take().expect("stdout");
     let mut err = child.stderr.take().expect("stderr");
     let out_reader = std::thread::spawn(move || {
@@ -139,7 +146,10 @@ pub fn run_with_limit(cmd: &mut Command, limit: Duration) -> Outcome {
             let _ = child.kill();
             let status = child.wait().expect("wait");
             let stdout = out_reader.join().unwrap_or_default();
-            panic!("ukvm ran past {limit:?} and was killed ({status}); output so far:\n{stdout}");
+            let stderr = err_reader.join().unwrap_or_default();
+            panic!(
+                "the process ran past {limit:?} and was killed ({status}); output so far:\n{stdout}\n{stderr}"
+            );
         }
         std::thread::sleep(Duration::from_millis(5));
     };
