@@ -3,7 +3,6 @@
 //! at a time and a system call per byte would make every packet slow.
 
 use crate::error::{Error, Result};
-use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -137,18 +136,43 @@ enum Stream {
 }
 
 impl Stream {
-    fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+    fn fd(&self) -> RawFd {
         match self {
-            Stream::Tcp(s) => (&*s).read(buf),
-            Stream::Unix(s) => (&*s).read(buf),
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Unix(s) => s.as_raw_fd(),
         }
     }
 
-    fn write_all(&self, buf: &[u8]) -> std::io::Result<()> {
-        match self {
-            Stream::Tcp(s) => (&*s).write_all(buf),
-            Stream::Unix(s) => (&*s).write_all(buf),
+    // Plain read(2)/write(2), not std's recv/send: these are the calls a
+    // sandboxed vCPU thread may make.
+    fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            // SAFETY: reads into `buf` from a socket we own.
+            let n = unsafe { libc::read(self.fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e);
+            }
         }
+    }
+
+    fn write_all(&self, mut buf: &[u8]) -> std::io::Result<()> {
+        while !buf.is_empty() {
+            // SAFETY: writes from `buf` to a socket we own.
+            let n = unsafe { libc::write(self.fd(), buf.as_ptr().cast(), buf.len()) };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            buf = &buf[n as usize..];
+        }
+        Ok(())
     }
 }
 
@@ -172,8 +196,12 @@ impl Conn {
             events: libc::POLLIN,
             revents: 0,
         };
+        let zero = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         // SAFETY: one valid pollfd, zero timeout.
-        let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+        let n = unsafe { libc::ppoll(&mut pfd, 1, &zero, std::ptr::null()) };
         if n <= 0 {
             return Ok(None);
         }
@@ -197,10 +225,7 @@ impl Conn {
 
 impl AsRawFd for Conn {
     fn as_raw_fd(&self) -> RawFd {
-        match &self.stream {
-            Stream::Tcp(s) => s.as_raw_fd(),
-            Stream::Unix(s) => s.as_raw_fd(),
-        }
+        self.stream.fd()
     }
 }
 

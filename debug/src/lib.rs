@@ -24,7 +24,7 @@ pub mod watch;
 pub use conn::{Conn, GdbAddr, Listener};
 pub use error::{Error, Result};
 pub use regs::Layout;
-pub use session::serve;
+pub use session::{attach, serve, Attached, Kick, ThreadSetup};
 
 use kvm_ioctls::VcpuFd;
 use vm_memory::GuestMemoryMmap;

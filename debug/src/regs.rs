@@ -246,7 +246,9 @@ fn features(layout: Layout) -> [(&'static str, &'static [Reg]); 5] {
 }
 
 fn all(layout: Layout) -> impl Iterator<Item = &'static Reg> {
-    features(layout).into_iter().flat_map(|(_, regs)| regs.iter())
+    features(layout)
+        .into_iter()
+        .flat_map(|(_, regs)| regs.iter())
 }
 
 impl Layout {
@@ -502,10 +504,7 @@ mod tests {
             let st = sample();
             let mut copy = st;
             let mut g = serialize(layout, &st);
-            assert_eq!(
-                deserialize(layout, &g, &mut copy),
-                Some(Changed::default())
-            );
+            assert_eq!(deserialize(layout, &g, &mut copy), Some(Changed::default()));
             assert_eq!(copy.regs.rax, st.regs.rax);
             assert_eq!(copy.fpu.ftwx, st.fpu.ftwx);
             // rcx is the second register in both layouts' byte order? No:

@@ -44,13 +44,17 @@ struct WatchState {
 }
 
 impl Watcher {
-    fn start(fd: RawFd, kick: Arc<dyn Fn() + Send + Sync>) -> crate::Result<Watcher> {
+    fn start(fd: RawFd, kick: Kick, setup: ThreadSetup) -> crate::Result<Watcher> {
         let shared = Arc::new((Mutex::new(WatchState::default()), Condvar::new()));
         let pending = Arc::new(AtomicBool::new(false));
         let (s, p) = (shared.clone(), pending.clone());
         let thread = std::thread::Builder::new()
             .name("ukvm-gdb-irq".into())
-            .spawn(move || watch_loop(fd, &s, &p, &*kick))
+            .spawn(move || {
+                if setup() {
+                    watch_loop(fd, &s, &p, &*kick)
+                }
+            })
             .map_err(crate::Error::Thread)?;
         Ok(Watcher {
             shared,
@@ -111,10 +115,14 @@ fn watch_loop(
             events: libc::POLLIN,
             revents: 0,
         };
+        let timeout = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 50_000_000,
+        };
         // SAFETY: one valid pollfd; the fd outlives this thread (the
         // session joins it before the connection drops). The timeout bounds
         // how long a stop or quit goes unnoticed.
-        let n = unsafe { libc::poll(&mut pfd, 1, 50) };
+        let n = unsafe { libc::ppoll(&mut pfd, 1, &timeout, std::ptr::null()) };
         if n <= 0 {
             continue;
         }
@@ -299,17 +307,38 @@ impl<'g, G: Guest> BlockingEventLoop for EventLoop<'g, G> {
     }
 }
 
-/// Serves gdb on `conn` until the run ends, gdb kills it, or gdb goes
-/// away; in the last case the guest runs on without a debugger. Returns
-/// how the run ended.
+/// Makes the vCPU thread leave `KVM_RUN` (called from another thread).
+pub type Kick = Arc<dyn Fn() + Send + Sync>;
+
+/// Runs first on the Ctrl-C thread (a system call filter, say); returns
+/// false if the thread must not go on.
+pub type ThreadSetup = Box<dyn FnOnce() -> bool + Send>;
+
+/// gdb's connection with its Ctrl-C thread running: everything a session
+/// needs that makes system calls a sandboxed vCPU thread may not (threads).
+pub struct Attached {
+    conn: Conn,
+    watcher: Watcher,
+}
+
+/// Starts the thread that turns gdb's Ctrl-C into `kick`; it runs
+/// `setup` first.
+pub fn attach(conn: Conn, kick: Kick, setup: ThreadSetup) -> crate::Result<Attached> {
+    let watcher = Watcher::start(conn.as_raw_fd(), kick, setup)?;
+    Ok(Attached { conn, watcher })
+}
+
+/// Serves gdb until the run ends, gdb kills it, or gdb goes away; in the
+/// last case the guest runs on without a debugger. Returns how the run
+/// ended.
 pub fn serve<G: Guest>(
     guest: &mut G,
-    conn: Conn,
+    attached: Attached,
     layout: Layout,
-    kick: Arc<dyn Fn() + Send + Sync>,
 ) -> crate::Result<G::Done> {
+    let Attached { conn, watcher } = attached;
     let mut session = Session::new(guest, layout);
-    session.watcher = Some(Watcher::start(conn.as_raw_fd(), kick)?);
+    session.watcher = Some(watcher);
     let result = GdbStub::new(conn).run_blocking::<EventLoop<'_, G>>(&mut session);
     // The watcher polls the connection's fd: it goes first.
     session.watcher = None;

@@ -7,8 +7,8 @@ use crate::watch::{Kind, Watchpoint};
 use crate::Guest;
 use gdbstub::arch::Arch;
 use gdbstub::target::ext::base::singlethread::{
-    SingleThreadBase, SingleThreadResume, SingleThreadResumeOps,
-    SingleThreadSingleStep, SingleThreadSingleStepOps,
+    SingleThreadBase, SingleThreadResume, SingleThreadResumeOps, SingleThreadSingleStep,
+    SingleThreadSingleStepOps,
 };
 use gdbstub::target::ext::base::BaseOps;
 use gdbstub::target::ext::breakpoints::{
@@ -226,8 +226,7 @@ impl<'g, G: Guest> Session<'g, G> {
     /// Leaves the guest as it was before gdb came: no int3 of ours in
     /// memory, no debug control.
     pub fn release(&mut self) {
-        for (addr, (gpa, orig)) in std::mem::take(&mut self.sw) {
-            let _ = addr;
+        for (gpa, orig) in std::mem::take(&mut self.sw).into_values() {
             let _ = self.guest.memory().write_obj(orig, GuestAddress(gpa));
         }
         self.hw = [None; HW_SLOTS];
@@ -248,15 +247,17 @@ impl<'g, G: Guest> Session<'g, G> {
     pub fn pc(&mut self) -> Option<u64> {
         let st = self.state().ok()?;
         let pc = st.sregs.cs.base.wrapping_add(st.regs.rip);
-        Some(if self.layout == Layout::I386 || st.sregs.efer & (1 << 10) == 0 {
-            pc & 0xFFFF_FFFF
-        } else {
-            pc
-        })
+        Some(
+            if self.layout == Layout::I386 || st.sregs.efer & (1 << 10) == 0 {
+                pc & 0xFFFF_FFFF
+            } else {
+                pc
+            },
+        )
     }
 }
 
-fn kvm_err<G: Guest>(e: kvm_ioctls::Error) -> TargetError<crate::Error> {
+fn kvm_err(e: kvm_ioctls::Error) -> TargetError<crate::Error> {
     TargetError::Fatal(crate::Error::Kvm {
         op: "register access",
         source: e,
@@ -289,23 +290,24 @@ impl<G: Guest> Target for Session<'_, G> {
 
 impl<G: Guest> SingleThreadBase for Session<'_, G> {
     fn read_registers(&mut self, regs: &mut RawRegs) -> TargetResult<(), Self> {
-        let st = self.state().map_err(kvm_err::<G>)?;
+        let st = self.state().map_err(kvm_err)?;
         regs.0 = regs::serialize(self.layout, &st);
         Ok(())
     }
 
     fn write_registers(&mut self, regs: &RawRegs) -> TargetResult<(), Self> {
-        let mut st = self.state().map_err(kvm_err::<G>)?;
-        let changed = regs::deserialize(self.layout, &regs.0, &mut st).ok_or(TargetError::NonFatal)?;
+        let mut st = self.state().map_err(kvm_err)?;
+        let changed =
+            regs::deserialize(self.layout, &regs.0, &mut st).ok_or(TargetError::NonFatal)?;
         let vcpu = self.guest.vcpu();
         if changed.regs {
-            vcpu.set_regs(&st.regs).map_err(kvm_err::<G>)?;
+            vcpu.set_regs(&st.regs).map_err(kvm_err)?;
         }
         if changed.sregs {
-            vcpu.set_sregs(&st.sregs).map_err(kvm_err::<G>)?;
+            vcpu.set_sregs(&st.sregs).map_err(kvm_err)?;
         }
         if changed.fpu {
-            vcpu.set_fpu(&st.fpu).map_err(kvm_err::<G>)?;
+            vcpu.set_fpu(&st.fpu).map_err(kvm_err)?;
         }
         self.cache = Some(st);
         Ok(())

@@ -135,7 +135,8 @@ pub fn accesses(state: &CpuState, bytes: &[u8]) -> Vec<Access> {
 pub fn hit(watch: &[Watchpoint], accesses: &[Access]) -> Option<(Watchpoint, u64)> {
     for a in accesses {
         for w in watch {
-            let overlaps = a.addr < w.addr.wrapping_add(w.len) && w.addr < a.addr.wrapping_add(a.len);
+            let overlaps =
+                a.addr < w.addr.wrapping_add(w.len) && w.addr < a.addr.wrapping_add(a.len);
             let kind_matches = match w.kind {
                 Kind::Write => a.write,
                 Kind::Read => a.read,
@@ -179,7 +180,10 @@ mod tests {
         );
         // mov rax, [rbx]
         let a = accesses(&st, &[0x48, 0x8b, 0x03]);
-        assert_eq!((a[0].addr, a[0].len, a[0].read, a[0].write), (0x2000, 8, true, false));
+        assert_eq!(
+            (a[0].addr, a[0].len, a[0].read, a[0].write),
+            (0x2000, 8, true, false)
+        );
         // push rax: writes below rsp
         let a = accesses(&st, &[0x50]);
         assert_eq!((a[0].addr, a[0].len, a[0].write), (0x7ff8, 8, true));

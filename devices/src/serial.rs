@@ -77,6 +77,9 @@ impl Write for ConsoleWriter {
 /// COM1 on the bus.
 pub struct Serial {
     uart: vm_superio::Serial<IrqTrigger, NoEvents, ConsoleWriter>,
+    /// Someone types at this console: show partial lines (prompts,
+    /// echoed keys) as soon as the guest looks at the UART again.
+    interactive: bool,
 }
 
 impl Serial {
@@ -85,6 +88,7 @@ impl Serial {
     pub fn new(out: Box<dyn Write + Send>, irq: IrqTrigger) -> Self {
         Serial {
             uart: vm_superio::Serial::new(irq, ConsoleWriter::new(out)),
+            interactive: false,
         }
     }
 
@@ -107,6 +111,28 @@ impl Serial {
         let _ = writer.flush();
     }
 
+    /// Makes output without a line end (a prompt, an echoed key) visible
+    /// when the guest next reads a UART register, that is when it waits
+    /// for input or for the transmitter. Only then: a guest that just
+    /// prints keeps its line buffering.
+    pub fn set_interactive(&mut self) {
+        self.interactive = true;
+    }
+
+    /// Console input: puts as many of `bytes` in the receive FIFO as fit
+    /// (16550: 64 bytes), sets LSR data-ready and raises the receive
+    /// interrupt if the guest enabled it. Returns how many were taken.
+    pub fn receive(&mut self, bytes: &[u8]) -> usize {
+        if self.uart.fifo_capacity() == 0 {
+            return 0;
+        }
+        // Only a failing interrupt trigger errs after the bytes are in; a
+        // polling guest still sees them.
+        let n = bytes.len().min(self.uart.fifo_capacity());
+        let _ = self.uart.enqueue_raw_bytes(&bytes[..n]);
+        n
+    }
+
     /// Passes all buffered output on (call when the run ends).
     pub fn flush(&mut self) -> io::Result<()> {
         self.uart.writer_mut().flush_all()
@@ -118,6 +144,10 @@ impl BusDevice for Serial {
         // vm-superio reports the transmitter always empty (LSR THRE|TEMT),
         // so a polling guest never spins.
         let value = self.uart.read(offset as u8);
+        if self.interactive && !self.uart.writer().buf.is_empty() {
+            // Errors are remembered by the writer; the guest runs on.
+            let _ = self.uart.writer_mut().flush_all();
+        }
         data.fill(0);
         data[0] = value;
     }
@@ -159,6 +189,39 @@ mod tests {
         assert_eq!(&*out.0.lock().unwrap(), b"hi\nthere");
         assert!(s.first_byte().is_some());
         assert_eq!(s.bytes_written(), 8);
+    }
+
+    #[test]
+    fn received_bytes_set_data_ready_and_fill_the_fifo() {
+        let mut s = Serial::new(Box::new(io::sink()), IrqTrigger::disconnected());
+        let mut reg = [0u8];
+        s.read(COM1_BASE, 5, &mut reg);
+        assert_eq!(reg[0] & 1, 0, "no data yet");
+        assert_eq!(s.receive(b"hi"), 2);
+        s.read(COM1_BASE, 5, &mut reg);
+        assert_eq!(reg[0] & 1, 1, "LSR data ready");
+        s.read(COM1_BASE, 0, &mut reg);
+        assert_eq!(reg[0], b'h');
+        s.read(COM1_BASE, 0, &mut reg);
+        assert_eq!(reg[0], b'i');
+        s.read(COM1_BASE, 5, &mut reg);
+        assert_eq!(reg[0] & 1, 0, "drained");
+        // The FIFO holds 64 bytes; the rest waits with the caller.
+        assert_eq!(s.receive(&[b'x'; 100]), 64);
+        assert_eq!(s.receive(b"y"), 0);
+    }
+
+    #[test]
+    fn interactive_output_shows_partial_lines_at_the_next_read() {
+        let out = Shared::default();
+        let mut s = Serial::new(Box::new(out.clone()), IrqTrigger::disconnected());
+        s.set_interactive();
+        for b in b"login: " {
+            s.write(COM1_BASE, 0, &[*b]);
+        }
+        assert!(out.0.lock().unwrap().is_empty(), "no read yet");
+        s.read(COM1_BASE, 5, &mut [0u8]);
+        assert_eq!(&*out.0.lock().unwrap(), b"login: ");
     }
 
     #[test]

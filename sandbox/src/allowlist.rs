@@ -1,16 +1,16 @@
 //! The system calls each ukvm thread may make once the guest runs, and why.
 //!
 //! # Adding a system call
-//! Add one line to the thread kind's table ([`VCPU`], [`IO`], or [`COMMON`]
-//! for both): `allow(Sysno::NAME, Pin::..., "why")`, pinning the
+//! Add one line to the thread kind's table ([`VCPU`], [`IO`], [`CONSOLE`],
+//! or [`COMMON`] for all): `allow(Sysno::NAME, Pin::..., "why")`, pinning the
 //! arguments where you can (an ioctl's fd and request, a flags value).
 //! Then run `cargo test -p ukvm-sandbox`: it prints the README table to
 //! paste if the README's list no longer matches. `--seccomp=log` (the
 //! kernel logs what would have been refused) finds what is missing.
 
 use kvm_bindings::{
-    kvm_interrupt, kvm_irq_level, kvm_mp_state, kvm_msrs, kvm_regs, kvm_sregs, kvm_vcpu_events,
-    kvm_xcrs, kvm_xsave,
+    kvm_fpu, kvm_guest_debug, kvm_interrupt, kvm_irq_level, kvm_mp_state, kvm_msrs, kvm_regs,
+    kvm_sregs, kvm_vcpu_events, kvm_xcrs, kvm_xsave,
 };
 use std::fmt;
 pub use syscalls::Sysno;
@@ -24,17 +24,20 @@ pub enum ThreadKind {
     Vcpu,
     /// The device I/O thread: virtio queues, TAP and disk I/O.
     Io,
+    /// The console input thread: the host's stdin to COM1.
+    Console,
 }
 
 impl ThreadKind {
     /// Every thread kind, in README order.
-    pub const ALL: [ThreadKind; 2] = [ThreadKind::Vcpu, ThreadKind::Io];
+    pub const ALL: [ThreadKind; 3] = [ThreadKind::Vcpu, ThreadKind::Io, ThreadKind::Console];
 
     /// The system calls this thread kind may make.
     pub fn allowlist(self) -> impl Iterator<Item = &'static Allowed> {
         let own: &'static [Allowed] = match self {
             ThreadKind::Vcpu => VCPU,
             ThreadKind::Io => IO,
+            ThreadKind::Console => CONSOLE,
         };
         COMMON.iter().chain(own)
     }
@@ -43,6 +46,7 @@ impl ThreadKind {
         match self {
             ThreadKind::Vcpu => "vcpu",
             ThreadKind::Io => "io",
+            ThreadKind::Console => "console",
         }
     }
 }
@@ -138,6 +142,12 @@ pub mod ioctl {
     pub const KVM_SET_SREGS: u64 = iow(KVMIO, 0x84, size_of::<kvm_sregs>());
     /// `KVM_GET_MSRS`.
     pub const KVM_GET_MSRS: u64 = iowr(KVMIO, 0x88, size_of::<kvm_msrs>());
+    /// `KVM_GET_FPU` (gdb reads x87/SSE registers).
+    pub const KVM_GET_FPU: u64 = ior(KVMIO, 0x8c, size_of::<kvm_fpu>());
+    /// `KVM_SET_FPU`.
+    pub const KVM_SET_FPU: u64 = iow(KVMIO, 0x8d, size_of::<kvm_fpu>());
+    /// `KVM_SET_GUEST_DEBUG`.
+    pub const KVM_SET_GUEST_DEBUG: u64 = iow(KVMIO, 0x9b, size_of::<kvm_guest_debug>());
     /// `KVM_GET_VCPU_EVENTS`.
     pub const KVM_GET_VCPU_EVENTS: u64 = ior(KVMIO, 0x9f, size_of::<kvm_vcpu_events>());
     /// `KVM_SET_VCPU_EVENTS`.
@@ -218,6 +228,9 @@ pub static VCPU: &[Allowed] = &[
     allow(Sysno::ppoll, Pin::Any, "hvt poll hypercall waits on the TAPs; hlt sleeps until an interrupt"),
     allow(Sysno::clone, Pin::Arg(0, (libc::CLONE_VM | libc::SIGCHLD) as u64), "fast exit: a helper that tears the VM down after we exit"),
     allow(Sysno::close_range, Pin::Any, "fast exit: the helper closes every fd"),
+    allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_SET_GUEST_DEBUG), "--gdb: breakpoints, single-step"),
+    allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_GET_FPU), "--gdb: x87/SSE registers"),
+    allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_SET_FPU), "--gdb: x87/SSE registers"),
 ];
 
 /// The I/O thread.
@@ -230,10 +243,21 @@ pub static IO: &[Allowed] = &[
     allow(Sysno::epoll_ctl, Pin::Arg(1, libc::EPOLL_CTL_MOD as u64), "a device changes what it waits for (TX backpressure)"),
 ];
 
+/// The console input thread.
+#[rustfmt::skip]
+pub static CONSOLE: &[Allowed] = &[
+    allow(Sysno::ppoll, Pin::Any, "waits for input (stdin, gdb's Ctrl-C) or the end of the run"),
+];
+
 /// The README's allowlist table, generated from the tables above.
 pub fn markdown() -> String {
     let mut out = String::from("| thread | system call | arguments | why |\n|---|---|---|---|\n");
-    for (thread, list) in [("vcpu, io", COMMON), ("vcpu", VCPU), ("io", IO)] {
+    for (thread, list) in [
+        ("vcpu, io, console", COMMON),
+        ("vcpu", VCPU),
+        ("io", IO),
+        ("console", CONSOLE),
+    ] {
         for a in list {
             let pin = match a.pin {
                 Pin::Any => "any".to_string(),

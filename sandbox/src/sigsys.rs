@@ -71,6 +71,7 @@ pub(crate) fn message(kind: u8, nr: i64) -> ([u8; 256], usize) {
     let thread: &[u8] = match kind {
         1 => b"vcpu",
         2 => b"io",
+        3 => b"console",
         _ => b"unfiltered",
     };
     let name = usize::try_from(nr)

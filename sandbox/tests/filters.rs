@@ -30,6 +30,7 @@ fn kind_from(s: &str) -> ThreadKind {
     match s {
         "vcpu" => ThreadKind::Vcpu,
         "io" => ThreadKind::Io,
+        "console" => ThreadKind::Console,
         other => panic!("bad kind {other}"),
     }
 }
@@ -190,6 +191,7 @@ fn case_name(kind: ThreadKind) -> &'static str {
     match kind {
         ThreadKind::Vcpu => "vcpu",
         ThreadKind::Io => "io",
+        ThreadKind::Console => "console",
     }
 }
 

@@ -3,7 +3,8 @@
  * ready (LSR bit 0), reads the receive buffer and writes each byte back;
  * '!' ends the run (prints "bye", exit 0). With `irq`, it enables the
  * receive interrupt (IER bit 0) and checks that IIR reports "received
- * data available" before each read.
+ * data available" before the first read (vm-superio's IIR clears on
+ * reading it, not when the FIFO drains, so only the first is checked).
  */
 #include "common.h"
 
@@ -16,6 +17,7 @@ void guest_main(u32 magic, const struct mb_info *mbi)
 {
     (void)magic;
     int irq = cmdline_has(mb_cmdline(mbi), "irq");
+    int checked = 0;
     serial_init();
     if (irq)
         outb(COM1_PORT + UART_IER, 0x01);
@@ -23,7 +25,7 @@ void guest_main(u32 magic, const struct mb_info *mbi)
     for (;;) {
         while (!(inb(COM1_PORT + UART_LSR) & 0x01))
             ;
-        if (irq && (inb(COM1_PORT + UART_IIR) & 0x0F) != 0x04) {
+        if (irq && !checked++ && (inb(COM1_PORT + UART_IIR) & 0x0F) != 0x04) {
             serial_puts("echo: FAIL IIR does not say data available\n");
             exit_status(1);
         }

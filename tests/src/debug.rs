@@ -55,7 +55,10 @@ pub fn gdb_session(kernel: &Path, args: &[&str], script: &str, opts: Opts) -> Gd
         let port = free_port();
         (format!("tcp:{port}"), format!("127.0.0.1:{port}"))
     } else {
-        (format!("unix:{}", sock.display()), sock.display().to_string())
+        (
+            format!("unix:{}", sock.display()),
+            sock.display().to_string(),
+        )
     };
     let mut ukvm = Command::new(ukvm_bin())
         .arg("--kernel")
@@ -75,15 +78,17 @@ pub fn gdb_session(kernel: &Path, args: &[&str], script: &str, opts: Opts) -> Gd
             let out = wait_with_limit(ukvm, Duration::from_secs(1));
             panic!("ukvm ended before gdb came: {out:?}");
         }
-        assert!(Instant::now() < deadline, "ukvm did not create {}", sock.display());
+        assert!(
+            Instant::now() < deadline,
+            "ukvm did not create {}",
+            sock.display()
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     let script_path = dir.join("script.gdb");
     std::fs::write(
         &script_path,
-        format!(
-            "set pagination off\nset confirm off\ntarget remote {target}\n{script}\n"
-        ),
+        format!("set pagination off\nset confirm off\ntarget remote {target}\n{script}\n"),
     )
     .expect("write gdb script");
     let gdb = Command::new("gdb")

@@ -122,21 +122,20 @@ pub fn run_with_limit(cmd: &mut Command, limit: Duration) -> Outcome {
     wait_with_limit(child, limit)
 }
 
-/// Collects the output of `child` (stdout and stderr piped) and waits for
-/// it, killing it after `limit`.
+/// Collects the output of `child` (what of stdout and stderr is piped;
+/// the rest reads as empty) and waits for it, killing it after `limit`.
 pub fn wait_with_limit(mut child: std::process::Child, limit: Duration) -> Outcome {
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
+    fn reader<R: Read + Send + 'static>(r: Option<R>) -> std::thread::JoinHandle<String> {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_string(&mut s);
+            }
+            s
+        })
+    }
+    let out_reader = reader(child.stdout.take());
+    let err_reader = reader(child.stderr.take());
     let deadline = Instant::now() + limit;
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait") {

@@ -53,7 +53,9 @@ fn break_print_step_watch_and_exit_on_a_multiboot_guest() {
     );
     // Stopped before the first instruction, at the Multiboot entry.
     assert!(
-        run.gdb.lines().any(|l| l.starts_with("eip") && l.contains("<_start>")),
+        run.gdb
+            .lines()
+            .any(|l| l.starts_with("eip") && l.contains("<_start>")),
         "{}",
         run.gdb
     );
@@ -85,7 +87,7 @@ fn ctrl_c_interrupts_a_running_guest() {
     }
     let run = gdb_session(
         &guest("debugme"),
-        &["--cmdline", "spin"],
+        &["--cmdline", "spin", "--seccomp", "on"],
         "continue\nprint counter > 0\nbacktrace\nkill",
         Opts {
             interrupt_after: Some(Duration::from_secs(2)),
@@ -151,7 +153,11 @@ fn linux_style_guest_over_tcp() {
             ..Opts::default()
         },
     );
-    assert_eq!(value(&run, 1), "0", "stopped at the entry stub, before main");
+    assert_eq!(
+        value(&run, 1),
+        "0",
+        "stopped at the entry stub, before main"
+    );
     assert_eq!(value(&run, 2), "1", "zero page pointer in rsi");
     assert_eq!(value(&run, 3), "1");
     assert_has(&run, "exited normally");

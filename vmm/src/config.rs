@@ -54,6 +54,7 @@ pub struct VmConfig {
     pub(crate) jail: Jail,
     pub(crate) irqchip: IrqChipKind,
     pub(crate) gdb: Option<ukvm_debug::GdbAddr>,
+    pub(crate) serial_input: Option<std::os::fd::OwnedFd>,
 }
 
 impl Default for VmConfig {
@@ -74,6 +75,7 @@ impl Default for VmConfig {
             jail: Jail::default(),
             irqchip: IrqChipKind::default(),
             gdb: None,
+            serial_input: None,
         }
     }
 }
@@ -139,6 +141,15 @@ impl VmConfig {
     /// Sends the guest's serial console output to `out`.
     pub fn serial(mut self, out: Box<dyn Write + Send>) -> Self {
         self.serial = out;
+        self
+    }
+
+    /// Sends what can be read from `input` (the CLI passes its stdin) to
+    /// COM1's receive side; Ctrl-A x read there ends the run with
+    /// [`crate::Exit::Stopped`]. Without it the guest's UART receives
+    /// nothing.
+    pub fn serial_input(mut self, input: std::os::fd::OwnedFd) -> Self {
+        self.serial_input = Some(input);
         self
     }
 

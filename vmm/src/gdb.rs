@@ -101,25 +101,55 @@ impl ukvm_debug::Guest for Debugged<'_> {
     }
 }
 
-/// Waits for gdb, then runs the guest under it. Returns the step that
-/// ended the run.
-pub(crate) fn run(vm: &mut Vm, armed: &Armed, gdb: Pending) -> Result<Step> {
-    eprintln!("ukvm: waiting for gdb on {}", gdb.listener.describe());
-    let conn = gdb
-        .listener
-        .accept()
-        .map_err(|e| Error::Device(e.to_string()))?;
-    drop(gdb.listener);
+/// gdb, connected, and the layout its session uses.
+pub(crate) struct Connected {
+    attached: ukvm_debug::Attached,
+    layout: Layout,
+}
+
+impl Pending {
+    /// Waits for gdb and starts the session's Ctrl-C thread (filtered as
+    /// a console thread). Called before the vCPU thread's own filter is
+    /// in: accepting and starting threads are not in its allowlist.
+    pub(crate) fn accept(self, vm: &Vm) -> Result<Connected> {
+        eprintln!("ukvm: waiting for gdb on {}", self.listener.describe());
+        let conn = self
+            .listener
+            .accept()
+            .map_err(|e| Error::Device(e.to_string()))?;
+        // A Unix socket's file goes with the listener.
+        drop(self.listener);
+        let kicker = vm.kicker();
+        let (mode, fds) = vm.sandbox();
+        let setup: ukvm_debug::ThreadSetup =
+            Box::new(move || {
+                match ukvm_sandbox::seccomp::install(ukvm_sandbox::ThreadKind::Console, mode, &fds)
+                {
+                    Ok(()) => true,
+                    Err(e) => {
+                        eprintln!("ukvm: gdb Ctrl-C disabled: {e}");
+                        false
+                    }
+                }
+            });
+        let attached = ukvm_debug::attach(conn, Arc::new(move || kicker.kick()), setup)
+            .map_err(|e| Error::Device(format!("gdb: {e}")))?;
+        Ok(Connected {
+            attached,
+            layout: self.layout,
+        })
+    }
+}
+
+/// Runs the guest under gdb. Returns the step that ended the run.
+pub(crate) fn run(vm: &mut Vm, armed: &Armed, gdb: Connected) -> Result<Step> {
     vm.mark_first_run();
     vm.debugging = true;
-    let kicker = vm.kicker();
-    let kick: Arc<dyn Fn() + Send + Sync> = Arc::new(move || kicker.kick());
     let mut guest = Debugged { vm, armed };
-    let done = ukvm_debug::serve(&mut guest, conn, gdb.layout, kick)
-        .map_err(|e| Error::Device(format!("gdb: {e}")));
+    let done = ukvm_debug::serve(&mut guest, gdb.attached, gdb.layout);
     vm.debugging = false;
-    match done {
-        Ok(step) => Ok(step),
-        Err(e) => Ok(Step::Crash(CrashKind::UnexpectedExit(e.to_string()))),
-    }
+    Ok(match done {
+        Ok(step) => step,
+        Err(e) => Step::Crash(CrashKind::UnexpectedExit(format!("gdb: {e}"))),
+    })
 }

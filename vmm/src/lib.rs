@@ -36,6 +36,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+mod console;
 mod cpuid_cache;
 mod emulation;
 pub mod error;
@@ -53,6 +54,7 @@ mod memory;
 mod net;
 mod pci;
 pub mod stop;
+pub mod terminal;
 pub mod timings;
 mod vcpu;
 pub mod vm;

@@ -174,6 +174,9 @@ fn main() -> ExitCode {
     if let Some(addr) = opts.gdb {
         cfg = cfg.gdb(addr);
     }
+    if let Some(input) = console_input() {
+        cfg = cfg.serial_input(input);
+    }
     if let Some(initrd) = opts.initrd {
         cfg = cfg.initrd(initrd);
     }
@@ -217,7 +220,11 @@ fn run(
         eprintln!("ukvm: {}", vm.boot().describe());
     }
     let received = signals.start(vm.stop_handle(), seccomp);
+    let raw = ukvm::terminal::RawTerminal::enter(libc::STDIN_FILENO);
     let result = vm.run();
+    // Before anything else is printed, and before exit_detached, which
+    // runs no destructors.
+    drop(raw);
     // A guest stopped by a signal exits as the signal says.
     let status = |exit: &ukvm::Exit| match (exit, received.exit_status()) {
         (ukvm::Exit::Stopped, Some(s)) => i32::from(s),
@@ -234,6 +241,21 @@ fn run(
         Ok(exit) => ExitCode::from(status(&exit) as u8),
         Err(e) => fail(&e),
     }
+}
+
+/// stdin for the guest's COM1, unless it is /dev/null or closed (then the
+/// VM has no input thread at all: benchmarks and scripts pay nothing).
+fn console_input() -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let stdin = std::io::stdin();
+    let fd = stdin.as_fd().try_clone_to_owned().ok()?;
+    let meta = std::fs::File::from(fd.try_clone().ok()?).metadata().ok()?;
+    // /dev/null is character device 1:3.
+    if meta.file_type().is_char_device() && meta.rdev() == libc::makedev(1, 3) {
+        return None;
+    }
+    Some(fd)
 }
 
 fn report_timings(out: TimingsOut, json: &str) {

@@ -2,6 +2,7 @@
 //! dispatches exits to them.
 
 use crate::config::{Kernel, VmConfig};
+use crate::console::ConsoleInput;
 use crate::error::{Crash, CrashKind, Error, Result};
 use crate::interrupts::Delivery;
 use crate::io_thread::IoThread;
@@ -92,6 +93,8 @@ pub struct Vm {
     /// The vCPU thread's filter, installed by the first [`Vm::run`].
     seccomp: ukvm_sandbox::SeccompMode,
     stop: StopHandle,
+    /// Forwards console input to COM1 while the VM exists.
+    console: Option<ConsoleInput>,
     /// `--gdb`: the socket gdb connects to before the first instruction.
     gdb: Option<crate::gdb::Pending>,
     /// A debugger is attached: int3s go to it before being completed.
@@ -224,6 +227,22 @@ impl Vm {
         if let Some(io) = io.as_mut() {
             io.serve(cfg.seccomp, sandbox_fds(&vcpu, &vm))?;
         }
+        let stop = StopHandle::new(kicker.clone());
+        if cfg.serial_input.is_some() {
+            ukvm_devices::bus::lock(&serial).set_interactive();
+        }
+        let console = cfg
+            .serial_input
+            .map(|fd| {
+                ConsoleInput::start(
+                    fd,
+                    serial.clone(),
+                    stop.clone(),
+                    cfg.seccomp,
+                    sandbox_fds(&vcpu, &vm),
+                )
+            })
+            .transpose()?;
         Ok(Vm {
             vcpu,
             vm,
@@ -236,9 +255,10 @@ impl Vm {
             timings,
             emulator: ukvm_emulator::Emulator::new(),
             delivery,
-            stop: StopHandle::new(kicker.clone()),
+            stop,
             kicker,
             seccomp: cfg.seccomp,
+            console,
             gdb,
             debugging: false,
         })
@@ -253,10 +273,15 @@ impl Vm {
     /// Runs the guest until it exits, resets, halts or crashes. Serial output
     /// is flushed before this returns.
     pub fn run(&mut self) -> Result<Exit> {
+        // gdb comes before the filter: accepting it and starting its
+        // Ctrl-C thread are not in the vCPU thread's allowlist.
+        let gdb = self.gdb.take().map(|g| g.accept(self)).transpose()?;
         let mode = std::mem::replace(&mut self.seccomp, ukvm_sandbox::SeccompMode::Off);
         let fds = sandbox_fds(&self.vcpu, &self.vm);
         ukvm_sandbox::seccomp::install(ukvm_sandbox::ThreadKind::Vcpu, mode, &fds)?;
-        let result = self.run_loop();
+        let result = self.run_loop(gdb);
+        // Input has nowhere to go now.
+        self.console = None;
         // The guest is done: let the I/O thread finish its request and go.
         if let Some(io) = self.io.as_mut() {
             io.stop();
@@ -284,11 +309,11 @@ impl Vm {
         result
     }
 
-    fn run_loop(&mut self) -> Result<Exit> {
+    fn run_loop(&mut self, gdb: Option<crate::gdb::Connected>) -> Result<Exit> {
         // SAFETY: `self.vcpu` outlives the guard, a local of this function.
         let armed = unsafe { self.kicker.arm(&mut self.vcpu) };
         self.delivery.start();
-        if let Some(gdb) = self.gdb.take() {
+        if let Some(gdb) = gdb {
             let step = crate::gdb::run(self, &armed, gdb)?;
             return self.finish(step).unwrap_or(Ok(Exit::Stopped));
         }
@@ -308,19 +333,19 @@ impl Vm {
     /// The run's result for a step that ends it; `None` to go on.
     pub(crate) fn finish(&mut self, step: Step) -> Option<Result<Exit>> {
         Some(match step {
-                Step::Continue | Step::Debug(_) => return None,
-                Step::Stop(exit) => {
-                    self.timings.mark(Phase::GuestExit);
-                    Ok(exit)
-                }
-                Step::Crash(kind) => {
-                    self.timings.mark(Phase::GuestExit);
-                    Err(Error::GuestCrash(self.crash(kind)))
-                }
-                Step::Fail(source) => Err(Error::Kvm {
-                    op: "KVM_RUN",
-                    source,
-                }),
+            Step::Continue | Step::Debug(_) => return None,
+            Step::Stop(exit) => {
+                self.timings.mark(Phase::GuestExit);
+                Ok(exit)
+            }
+            Step::Crash(kind) => {
+                self.timings.mark(Phase::GuestExit);
+                Err(Error::GuestCrash(self.crash(kind)))
+            }
+            Step::Fail(source) => Err(Error::Kvm {
+                op: "KVM_RUN",
+                source,
+            }),
         })
     }
 
@@ -459,6 +484,11 @@ impl Vm {
 
     pub(crate) fn kicker(&self) -> Kicker {
         self.kicker.clone()
+    }
+
+    /// The filter mode the VM's threads get, and the fds it pins.
+    pub(crate) fn sandbox(&self) -> (ukvm_sandbox::SeccompMode, ukvm_sandbox::Fds) {
+        (self.seccomp, sandbox_fds(&self.vcpu, &self.vm))
     }
 
     pub(crate) fn mark_first_run(&mut self) {
