@@ -16,6 +16,7 @@ packages=(
   lz4               # Debian's kernel payload is LZ4: extracting vmlinux
   busybox-static    # initramfs of the Linux boot test
   cpio              # packing that initramfs
+  gdb               # --gdb and --dumpcore tests drive Debian's gdb
   util-linux        # unshare, setpriv
   runc              # ukvm-oci hands non-unikernel bundles to runc
   containerd        # engine end-to-end tests: containerd + ctr,
