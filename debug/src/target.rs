@@ -449,21 +449,21 @@ impl<G: Guest> HwBreakpoint for Session<'_, G> {
     }
 }
 
-fn kind(k: WatchKind) -> Kind {
-    match k {
-        WatchKind::Write => Kind::Write,
-        WatchKind::Read => Kind::Read,
-        WatchKind::ReadWrite => Kind::Access,
+fn watchpoint(addr: u64, len: u64, k: WatchKind) -> Watchpoint {
+    Watchpoint {
+        addr,
+        len: len.max(1),
+        kind: match k {
+            WatchKind::Write => Kind::Write,
+            WatchKind::Read => Kind::Read,
+            WatchKind::ReadWrite => Kind::Access,
+        },
     }
 }
 
 impl<G: Guest> HwWatchpoint for Session<'_, G> {
     fn add_hw_watchpoint(&mut self, addr: u64, len: u64, k: WatchKind) -> TargetResult<bool, Self> {
-        let w = Watchpoint {
-            addr,
-            len: len.max(1),
-            kind: kind(k),
-        };
+        let w = watchpoint(addr, len, k);
         if !self.watch.contains(&w) {
             self.watch.push(w);
         }
@@ -476,11 +476,7 @@ impl<G: Guest> HwWatchpoint for Session<'_, G> {
         len: u64,
         k: WatchKind,
     ) -> TargetResult<bool, Self> {
-        let w = Watchpoint {
-            addr,
-            len: len.max(1),
-            kind: kind(k),
-        };
+        let w = watchpoint(addr, len, k);
         let before = self.watch.len();
         self.watch.retain(|x| *x != w);
         Ok(self.watch.len() != before)

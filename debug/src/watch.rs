@@ -10,7 +10,7 @@
 //! runs; a hit stops the guest after the instruction, where hardware would.
 
 use crate::regs::CpuState;
-use iced_x86::{Decoder, DecoderOptions, InstructionInfoFactory, OpAccess, Register};
+use iced_x86::{Decoder, DecoderOptions, InstructionInfoFactory, OpAccess};
 
 /// What a watchpoint watches for (gdb's `watch`, `rwatch`, `awatch`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,46 +58,6 @@ fn bitness(state: &CpuState) -> u32 {
     }
 }
 
-fn register_value(state: &CpuState, reg: Register) -> Option<u64> {
-    let r = &state.regs;
-    let s = &state.sregs;
-    let full = reg.full_register();
-    let v = match full {
-        Register::RAX => r.rax,
-        Register::RBX => r.rbx,
-        Register::RCX => r.rcx,
-        Register::RDX => r.rdx,
-        Register::RSI => r.rsi,
-        Register::RDI => r.rdi,
-        Register::RBP => r.rbp,
-        Register::RSP => r.rsp,
-        Register::R8 => r.r8,
-        Register::R9 => r.r9,
-        Register::R10 => r.r10,
-        Register::R11 => r.r11,
-        Register::R12 => r.r12,
-        Register::R13 => r.r13,
-        Register::R14 => r.r14,
-        Register::R15 => r.r15,
-        Register::RIP => r.rip,
-        Register::ES => s.es.base,
-        Register::CS => s.cs.base,
-        Register::SS => s.ss.base,
-        Register::DS => s.ds.base,
-        Register::FS => s.fs.base,
-        Register::GS => s.gs.base,
-        _ => return None,
-    };
-    // Segment bases are used whole; narrower general registers are masked
-    // to their size (EAX in 32-bit addressing).
-    let size = reg.size();
-    Some(if reg.is_segment_register() || size >= 8 {
-        v
-    } else {
-        v & ((1u64 << (size * 8)) - 1)
-    })
-}
-
 /// The memory accesses of the instruction in `bytes` at `state`'s RIP
 /// (string instructions: their first element).
 pub fn accesses(state: &CpuState, bytes: &[u8]) -> Vec<Access> {
@@ -113,7 +73,14 @@ pub fn accesses(state: &CpuState, bytes: &[u8]) -> Vec<Access> {
     info.used_memory()
         .iter()
         .filter_map(|m| {
-            let addr = m.virtual_address(0, |reg, _, _| register_value(state, reg))?;
+            let addr = m.virtual_address(0, |reg, _, _| {
+                Some(ukvm_emulator::address_register(
+                    &state.regs,
+                    &state.sregs,
+                    bits == 64,
+                    reg,
+                ))
+            })?;
             let (read, write) = match m.access() {
                 OpAccess::Read | OpAccess::CondRead => (true, false),
                 OpAccess::Write | OpAccess::CondWrite => (false, true),

@@ -65,50 +65,7 @@ impl State<'_> {
 
     /// A register's value as an address computation sees it.
     fn value(&self, reg: Register) -> u64 {
-        let r = &self.regs;
-        let s = &self.sregs;
-        let long = self.mode == Mode::Long;
-        let seg = |base: u64| if long { 0 } else { base };
-        match reg {
-            Register::ES => seg(s.es.base),
-            Register::CS => seg(s.cs.base),
-            Register::SS => seg(s.ss.base),
-            Register::DS => seg(s.ds.base),
-            Register::FS => s.fs.base,
-            Register::GS => s.gs.base,
-            _ => {
-                let full = match reg.full_register() {
-                    Register::RAX => r.rax,
-                    Register::RCX => r.rcx,
-                    Register::RDX => r.rdx,
-                    Register::RBX => r.rbx,
-                    Register::RSP => r.rsp,
-                    Register::RBP => r.rbp,
-                    Register::RSI => r.rsi,
-                    Register::RDI => r.rdi,
-                    Register::R8 => r.r8,
-                    Register::R9 => r.r9,
-                    Register::R10 => r.r10,
-                    Register::R11 => r.r11,
-                    Register::R12 => r.r12,
-                    Register::R13 => r.r13,
-                    Register::R14 => r.r14,
-                    Register::R15 => r.r15,
-                    _ => 0,
-                };
-                match reg.size() {
-                    1 if reg.number() >= Register::AH.number()
-                        && reg.number() <= Register::BH.number() =>
-                    {
-                        (full >> 8) & 0xFF
-                    }
-                    1 => full & 0xFF,
-                    2 => full & 0xFFFF,
-                    4 => full & 0xFFFF_FFFF,
-                    _ => full,
-                }
-            }
-        }
+        crate::address_register(&self.regs, &self.sregs, self.mode == Mode::Long, reg)
     }
 }
 

@@ -42,10 +42,57 @@ mod xstate;
 pub use cpu::{enable_sync_regs, CpuError, Event, GuestCpu, KvmCpu};
 pub use paging::Mmu;
 
-use iced_x86::{Decoder, DecoderOptions, Instruction, Mnemonic};
-use kvm_bindings::kvm_sregs;
+use iced_x86::{Decoder, DecoderOptions, Instruction, Mnemonic, Register};
+use kvm_bindings::{kvm_regs, kvm_sregs};
 use std::collections::HashMap;
 use vm_memory::GuestMemoryMmap;
+
+/// A register's value as an address computation sees it: general
+/// registers at their size (AH..BH the high byte), segment registers as
+/// their base (CS/DS/ES/SS bases count as 0 in long mode).
+pub fn address_register(r: &kvm_regs, s: &kvm_sregs, long: bool, reg: Register) -> u64 {
+    let seg = |base: u64| if long { 0 } else { base };
+    match reg {
+        Register::ES => seg(s.es.base),
+        Register::CS => seg(s.cs.base),
+        Register::SS => seg(s.ss.base),
+        Register::DS => seg(s.ds.base),
+        Register::FS => s.fs.base,
+        Register::GS => s.gs.base,
+        _ => {
+            let full = match reg.full_register() {
+                Register::RAX => r.rax,
+                Register::RCX => r.rcx,
+                Register::RDX => r.rdx,
+                Register::RBX => r.rbx,
+                Register::RSP => r.rsp,
+                Register::RBP => r.rbp,
+                Register::RSI => r.rsi,
+                Register::RDI => r.rdi,
+                Register::R8 => r.r8,
+                Register::R9 => r.r9,
+                Register::R10 => r.r10,
+                Register::R11 => r.r11,
+                Register::R12 => r.r12,
+                Register::R13 => r.r13,
+                Register::R14 => r.r14,
+                Register::R15 => r.r15,
+                _ => 0,
+            };
+            match reg.size() {
+                1 if reg.number() >= Register::AH.number()
+                    && reg.number() <= Register::BH.number() =>
+                {
+                    (full >> 8) & 0xFF
+                }
+                1 => full & 0xFF,
+                2 => full & 0xFFFF,
+                4 => full & 0xFFFF_FFFF,
+                _ => full,
+            }
+        }
+    }
+}
 
 /// Longest x86 instruction.
 pub const MAX_INSN_LEN: usize = 15;

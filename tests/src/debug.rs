@@ -2,7 +2,7 @@
 //! socket in a scratch directory, gdb runs a script against it, and the
 //! test gets both outputs.
 
-use crate::{ukvm_bin, wait_with_limit, Outcome, TempDir};
+use crate::{spawn_captured, ukvm_bin, wait_with_limit, Outcome, TempDir};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -60,17 +60,14 @@ pub fn gdb_session(kernel: &Path, args: &[&str], script: &str, opts: Opts) -> Gd
             sock.display().to_string(),
         )
     };
-    let mut ukvm = Command::new(ukvm_bin())
-        .arg("--kernel")
-        .arg(kernel)
-        .arg("--gdb")
-        .arg(addr)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ukvm");
+    let mut ukvm = spawn_captured(
+        Command::new(ukvm_bin())
+            .arg("--kernel")
+            .arg(kernel)
+            .arg("--gdb")
+            .arg(addr)
+            .args(args),
+    );
     // gdb retries a refused TCP connection by itself (tcp auto-retry).
     let deadline = Instant::now() + Duration::from_secs(30);
     while !opts.tcp && !sock.exists() {
@@ -91,15 +88,12 @@ pub fn gdb_session(kernel: &Path, args: &[&str], script: &str, opts: Opts) -> Gd
         format!("set pagination off\nset confirm off\ntarget remote {target}\n{script}\n"),
     )
     .expect("write gdb script");
-    let gdb = Command::new("gdb")
-        .args(["-batch", "-nx", "-x"])
-        .arg(&script_path)
-        .arg(kernel)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn gdb");
+    let gdb = spawn_captured(
+        Command::new("gdb")
+            .args(["-batch", "-nx", "-x"])
+            .arg(&script_path)
+            .arg(kernel),
+    );
     if let Some(after) = opts.interrupt_after {
         std::thread::sleep(after);
         // SAFETY: kill on the pid of our own child, which has not been

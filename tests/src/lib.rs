@@ -113,13 +113,17 @@ where
 
 /// Runs `cmd` with stdout/stderr captured, killing it after `limit`.
 pub fn run_with_limit(cmd: &mut Command, limit: Duration) -> Outcome {
-    let child = cmd
-        .stdin(Stdio::null())
+    wait_with_limit(spawn_captured(cmd), limit)
+}
+
+/// Starts `cmd` with stdin from /dev/null and stdout/stderr piped, for
+/// [`wait_with_limit`].
+pub fn spawn_captured(cmd: &mut Command) -> std::process::Child {
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn ukvm");
-    wait_with_limit(child, limit)
+        .unwrap_or_else(|e| panic!("spawn {:?}: {e}", cmd.get_program()))
 }
 
 /// Collects the output of `child` (what of stdout and stderr is piped;

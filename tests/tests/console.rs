@@ -136,6 +136,17 @@ fn read_until(master: &mut std::fs::File, seen: &mut String, want: &str) {
     }
 }
 
+/// Starts ukvm on `kernel` with stdin and stdout on the pty's `slave`.
+fn spawn_on_pty(kernel: &str, slave: &OwnedFd) -> std::process::Child {
+    Command::new(ukvm_bin())
+        .args(["--kernel".as_ref(), guest(kernel).as_os_str()])
+        .stdin(Stdio::from(slave.try_clone().expect("dup")))
+        .stdout(Stdio::from(slave.try_clone().expect("dup")))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ukvm")
+}
+
 #[test]
 fn a_terminal_is_raw_while_the_guest_runs_and_ctrl_a_x_ends_it() {
     if !kvm_available() {
@@ -148,13 +159,7 @@ fn a_terminal_is_raw_while_the_guest_runs_and_ctrl_a_x_ends_it() {
         0,
         "a fresh pty starts in canonical mode"
     );
-    let child = Command::new(ukvm_bin())
-        .args(["--kernel".as_ref(), guest("echo").as_os_str()])
-        .stdin(Stdio::from(slave.try_clone().expect("dup")))
-        .stdout(Stdio::from(slave.try_clone().expect("dup")))
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ukvm");
+    let child = spawn_on_pty("echo", &slave);
     let mut seen = String::new();
     read_until(&mut master, &mut seen, "echo ready");
     let raw = lflag(&slave);
@@ -185,13 +190,7 @@ fn a_guest_crash_restores_the_terminal_too() {
     }
     let (mut master, slave) = openpty();
     let cooked = lflag(&slave);
-    let child = Command::new(ukvm_bin())
-        .args(["--kernel".as_ref(), guest("fault").as_os_str()])
-        .stdin(Stdio::from(slave.try_clone().expect("dup")))
-        .stdout(Stdio::from(slave.try_clone().expect("dup")))
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ukvm");
+    let child = spawn_on_pty("fault", &slave);
     let mut seen = String::new();
     read_until(&mut master, &mut seen, "about to triple fault");
     let out = wait_with_limit(child, Duration::from_secs(30));
