@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use ukvm::{CrashKind, Error, Exit, VmConfig};
+use ukvm::{CrashKind, Error, Exit, SeccompMode, VmConfig};
 use ukvm_tests::{guest, kvm_available};
 
 #[derive(Clone, Default)]
@@ -25,6 +25,9 @@ impl Buffer {
     }
 }
 
+/// Boots `name` with the seccomp filters on, as the `ukvm` command does.
+/// The vCPU filter stays on the thread that ran the VM, so that is a
+/// thread of its own, not the test's.
 fn boot(name: &str, cmdline: &str) -> (Result<Exit, Error>, String) {
     let out = Buffer::default();
     let mut vm = VmConfig::new()
@@ -32,9 +35,15 @@ fn boot(name: &str, cmdline: &str) -> (Result<Exit, Error>, String) {
         .cmdline(cmdline)
         .mem_mib(32)
         .serial(Box::new(out.clone()))
+        .seccomp(SeccompMode::Kill)
         .build()
         .expect("build");
-    let result = vm.run();
+    let (vm, result) = std::thread::spawn(move || {
+        let result = vm.run();
+        (vm, result)
+    })
+    .join()
+    .expect("the vCPU thread");
     let timings = vm.shutdown();
     assert!(timings.to_json().contains("vm_torn_down"));
     (result, out.text())

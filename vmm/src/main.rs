@@ -103,7 +103,7 @@ struct Opts {
     /// System call filters on ukvm's threads: on (a refused call kills
     /// ukvm with SIGSYS, naming it), log (the kernel logs refused calls,
     /// which still run), off.
-    #[arg(long, value_name = "on|log|off", default_value = "off")]
+    #[arg(long, value_name = "on|log|off", default_value = "on")]
     seccomp: SeccompMode,
     /// When started as root: run as UID:GID once /dev/kvm, the TAPs and
     /// the disks are open.
