@@ -64,10 +64,10 @@ pub use error::{Crash, CrashKind, Error, Result};
 pub use interrupts::IrqChipKind;
 pub use stop::StopHandle;
 pub use timings::Timings;
-/// The sandbox settings [`VmConfig::seccomp`] and [`VmConfig::jail`] take.
-pub use ukvm_sandbox::{Jail, SeccompMode, User};
 /// Kernel formats and boot structures (the `ukvm-boot` crate).
 pub use ukvm_boot as boot;
 pub use ukvm_boot::Format as BootFormat;
 pub use ukvm_debug::GdbAddr;
+/// The sandbox settings [`VmConfig::seccomp`] and [`VmConfig::jail`] take.
+pub use ukvm_sandbox::{Jail, SeccompMode, User};
 pub use vm::{Exit, Vm};
