@@ -15,6 +15,9 @@
 #   UKVM_C=CMD    a third one, column "ukvm-c"
 #   ARGS_B=.., ARGS_C=..  guest command-line words for those columns only
 #                 (e.g. ARGS_B=noiret with UKVM_B=target/release/ukvm)
+#   IRQCHIP_AB=1  adds column "ukvm-kvmirq": the same ukvm with --irqchip kvm
+#                 (KVM's in-kernel PIC/IOAPIC/PIT instead of ukvm's own), the
+#                 A/B of the interrupt controller in one run
 #   QEMU=0        leave QEMU out
 #   GUEST_ARGS=.. extra guest command-line words (e.g. "mrg")
 #
@@ -31,6 +34,7 @@ REPS=${REPS:-3}
 UKVM_B=${UKVM_B:-}
 UKVM_C=${UKVM_C:-}
 QEMU=${QEMU:-1}
+IRQCHIP_AB=${IRQCHIP_AB:-0}
 GUEST_ARGS=${GUEST_ARGS:-}
 ARGS_B=${ARGS_B:-}
 ARGS_C=${ARGS_C:-}
@@ -135,17 +139,26 @@ wait_ready() {
     done
 }
 
-# run_ukvm NAME GUEST_WORDS CMD...: boots the guest under CMD, measures,
-# stops it.
+# run_ukvm NAME GUEST_WORDS UKVM_OPTIONS CMD...: boots the guest under CMD,
+# measures, stops it (SIGTERM: ukvm writes --timings, whose interrupt
+# latency, raise to injection, goes in the table).
 run_ukvm() {
-    name=$1 words=$2; shift 2
+    name=$1 words=$2 opts=$3; shift 3
     # shellcheck disable=SC2086
-    ip netns exec "$NS" "$@" --kernel "$GUEST" --cmdline "ip=10.9.0.2 $GUEST_ARGS $words" --net "$TAP" >"$OUT/$name.out" 2>&1 &
+    ip netns exec "$NS" "$@" --kernel "$GUEST" --cmdline "ip=10.9.0.2 $GUEST_ARGS $words" --net "$TAP" \
+        --timings "$OUT/$name.json" $opts >"$OUT/$name.out" 2>&1 &
     VMPID=$!
     wait_ready "$OUT/$name.out"
     eval "last=\${$#}"
     measure "$name" "$(basename "$last" | cut -c1-15)"
     kill "$VMPID"; wait "$VMPID" 2>/dev/null || true; VMPID=
+    python3 - "$OUT/$name.json" "$name" >> "$OUT/data" <<'PY' || true
+import json, sys
+i = json.load(open(sys.argv[1]))["interrupts"]
+if i["latency_count"]:
+    print(sys.argv[2], "irq_raise_to_inject_mean_us", i["latency_mean_us"])
+    print(sys.argv[2], "irq_raise_to_inject_max_us", i["latency_max_us"])
+PY
 }
 
 run_qemu() {
@@ -162,6 +175,7 @@ run_qemu() {
 
 # Each round starts with a different monitor, so none always runs first.
 set -- ukvm
+[ "$IRQCHIP_AB" = 0 ] || set -- "$@" ukvm-kvmirq
 [ -z "$UKVM_B" ] || set -- "$@" ukvm-b
 [ -z "$UKVM_C" ] || set -- "$@" ukvm-c
 [ "$QEMU" = 0 ] || set -- "$@" qemu
@@ -171,9 +185,10 @@ while [ "$r" -le "$REPS" ]; do
     for m in "$@"; do
         # shellcheck disable=SC2086
         case $m in
-            ukvm) run_ukvm ukvm "" "$UKVM" ;;
-            ukvm-b) run_ukvm ukvm-b "$ARGS_B" $UKVM_B ;;
-            ukvm-c) run_ukvm ukvm-c "$ARGS_C" $UKVM_C ;;
+            ukvm) run_ukvm ukvm "" "" "$UKVM" ;;
+            ukvm-kvmirq) run_ukvm ukvm-kvmirq "" "--irqchip kvm" "$UKVM" ;;
+            ukvm-b) run_ukvm ukvm-b "$ARGS_B" "" $UKVM_B ;;
+            ukvm-c) run_ukvm ukvm-c "$ARGS_C" "" $UKVM_C ;;
             qemu) run_qemu ;;
         esac
     done

@@ -31,19 +31,49 @@ pub struct Guest {
     pub why: &'static str,
 }
 
+/// A TAP interface the benchmark creates for the NIC guest (root only) and
+/// deletes when dropped.
+pub struct BenchTap(pub String);
+
+impl BenchTap {
+    /// Creates `ukvmb<pid>` with `ip`; `None` (and a note) when that fails.
+    pub fn create() -> Option<BenchTap> {
+        let name = format!("ukvmb{}", std::process::id());
+        let made = std::process::Command::new("ip")
+            .args(["tuntap", "add", "dev", &name, "mode", "tap"])
+            .stderr(std::process::Stdio::null())
+            .status();
+        if made.is_ok_and(|s| s.success()) {
+            Some(BenchTap(name))
+        } else {
+            println!("(no TAP device: run as root for the guest with a disk and a NIC)");
+            None
+        }
+    }
+}
+
+impl Drop for BenchTap {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.0])
+            .status();
+    }
+}
+
 /// The benchmark's guests, built from tests/guests into `dir`; files they
-/// need (disk images) are made in `scratch`.
+/// need (disk images) are made in `scratch`. With `tap`, the tiny guest
+/// also runs with a disk and a NIC on it attached.
 ///
 /// Every guest exits through port 0x501 (`exit=3`: odd statuses use QEMU's
 /// isa-debug-exit) so every monitor ends them the same way. The NIC guest
 /// (tests/guests/net.c) is not here: it serves until killed and needs a
 /// TAP device; its throughput is benchmarked by scripts/net-bench.sh.
-pub fn all(dir: &Path, scratch: &Path) -> Result<Vec<Guest>, String> {
+pub fn all(dir: &Path, scratch: &Path, tap: Option<&BenchTap>) -> Result<Vec<Guest>, String> {
     let disk = scratch.join("disk.raw");
     std::fs::File::create(&disk)
         .and_then(|f| f.set_len(1 << 20))
         .map_err(|e| format!("{}: {e}", disk.display()))?;
-    Ok(vec![
+    let mut guests = vec![
         Guest {
             name: "hello-quiet",
             kernel: dir.join("hello.bin"),
@@ -95,5 +125,47 @@ pub fn all(dir: &Path, scratch: &Path) -> Result<Vec<Guest>, String> {
             why: "one virtio-blk disk (legacy PCI, 1 MiB raw image): finds it on \
                   PCI bus 0, writes 4 KiB, flushes, reads back; ready = its first line",
         },
-    ])
+    ];
+    if let Some(tap) = tap {
+        guests.insert(1, devices_guest(dir, &disk, &tap.0));
+    }
+    Ok(guests)
+}
+
+/// hello-quiet with a disk and a NIC attached that it never touches: what
+/// attaching devices costs a unikernel's boot (issue 12's target: within
+/// 1.5x the floor program).
+fn devices_guest(dir: &Path, disk: &Path, tap: &str) -> Guest {
+    Guest {
+        name: "hello-quiet-disk-nic",
+        kernel: dir.join("hello.bin"),
+        cmdline: "quiet exit=3",
+        mem_mib: 64,
+        ready_marker: None,
+        must_print: None,
+        status: 3,
+        ukvm_args: vec![
+            "--disk".into(),
+            disk.display().to_string(),
+            "--net".into(),
+            tap.to_string(),
+        ],
+        qemu_args: vec![
+            "-drive".into(),
+            format!("file={},if=none,id=d0,format=raw", disk.display()),
+            "-device".into(),
+            "virtio-blk-pci,drive=d0".into(),
+            "-netdev".into(),
+            format!("tap,id=n0,ifname={tap},script=no,downscript=no"),
+            "-device".into(),
+            "virtio-net-pci,netdev=n0".into(),
+        ],
+        cannot_run: vec![(
+            Monitor::QemuMicrovm,
+            "microvm has no PCI bus for the virtio-pci disk and NIC",
+        )],
+        why: "hello-quiet with one virtio-blk disk and one virtio-net NIC (on a \
+              TAP this benchmark creates) attached and unused: the cost of devices \
+              (I/O thread, interrupt controller) at boot",
+    }
 }

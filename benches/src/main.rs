@@ -4,12 +4,16 @@
 //! ```text
 //! cargo bench -p ukvm-benches -- [--rounds N]     (benches/boot.rs builds ukvm)
 //! cargo build --release && target/release/ukvm-benches [--rounds N]
-//!     [--guests hello-quiet,hello] [--monitors ukvm,qemu-microvm,qemu-pc,floor]
+//!     [--guests hello-quiet,hello] [--monitors ukvm,ukvm-kvmirq,qemu-microvm,qemu-pc,floor,floor-irqchip]
 //!     [--ukvm PATH] [--ukvm-b PATH] [--floor PATH] [--qemu PATH] [--no-memory]
 //! ```
 //!
 //! `--ukvm-b PATH` adds a second ukvm binary as its own column (after
 //! ukvm in each round), to A/B-test a change to ukvm in one run.
+//! `ukvm-kvmirq` is ukvm with `--irqchip kvm` (KVM's in-kernel PIC, IOAPIC
+//! and PIT instead of ukvm's own), `floor-irqchip` the floor program with
+//! `KVM_CREATE_IRQCHIP`: the interrupt controller's cost, A/B in one run.
+//! As root, a TAP is created (and deleted) for `hello-quiet-disk-nic`.
 //!
 //! Every time is measured by this process, the same way for every program:
 //! from just before it spawns the program to the moment it reaps it
@@ -41,7 +45,7 @@ struct Options {
 }
 
 const USAGE: &str = "usage: ukvm-benches [--rounds N] [--guests a,b] \
-[--monitors ukvm,qemu-microvm,qemu-pc,floor] [--ukvm PATH] [--ukvm-b PATH] [--floor PATH] [--qemu PATH] \
+[--monitors ukvm,ukvm-kvmirq,qemu-microvm,qemu-pc,floor,floor-irqchip] [--ukvm PATH] [--ukvm-b PATH] [--floor PATH] [--qemu PATH] \
 [--guest-dir DIR] [--no-memory]";
 
 fn main() -> ExitCode {
@@ -67,7 +71,8 @@ fn main() -> ExitCode {
     print!("{}", report::machine(&opts.programs.qemu));
     let scratch = std::env::temp_dir().join(format!("ukvm-bench-{}", std::process::id()));
     let made = std::fs::create_dir_all(&scratch).map_err(|e| e.to_string());
-    let mut guests = match made.and_then(|_| guests::all(&opts.guest_dir, &scratch)) {
+    let tap = guests::BenchTap::create();
+    let mut guests = match made.and_then(|_| guests::all(&opts.guest_dir, &scratch, tap.as_ref())) {
         Ok(g) => g,
         Err(e) => {
             eprintln!("ukvm-benches: scratch files: {e}");
@@ -96,6 +101,7 @@ fn main() -> ExitCode {
         print!("{result}");
     }
     let _ = std::fs::remove_dir_all(&scratch);
+    drop(tap);
     ExitCode::SUCCESS
 }
 

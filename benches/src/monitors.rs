@@ -11,8 +11,13 @@ use std::process::Command;
 pub enum Monitor {
     /// ukvm-floor: create VM, one vCPU, run to one I/O exit, exit.
     Floor,
+    /// ukvm-floor with KVM's in-kernel irqchip (`KVM_CREATE_IRQCHIP`).
+    FloorIrqchip,
     /// The ukvm CLI.
     Ukvm,
+    /// The ukvm CLI with `--irqchip kvm` (KVM's PIC, IOAPIC and PIT instead
+    /// of ukvm's own): the A/B of issue 12.
+    UkvmKvmIrqchip,
     /// A second ukvm binary (`--ukvm-b`), to A/B-test a change.
     UkvmB,
     /// `qemu-system-x86_64 -M microvm` with as little as boots the guest.
@@ -22,11 +27,13 @@ pub enum Monitor {
 }
 
 /// Every monitor, in the order each round runs them.
-pub const ALL: [Monitor; 4] = [
+pub const ALL: [Monitor; 6] = [
     Monitor::Ukvm,
+    Monitor::UkvmKvmIrqchip,
     Monitor::QemuMicrovm,
     Monitor::QemuPc,
     Monitor::Floor,
+    Monitor::FloorIrqchip,
 ];
 
 impl Monitor {
@@ -34,11 +41,18 @@ impl Monitor {
     pub fn name(self) -> &'static str {
         match self {
             Monitor::Floor => "floor",
+            Monitor::FloorIrqchip => "floor-irqchip",
             Monitor::Ukvm => "ukvm",
+            Monitor::UkvmKvmIrqchip => "ukvm-kvmirq",
             Monitor::UkvmB => "ukvm-b",
             Monitor::QemuMicrovm => "qemu-microvm",
             Monitor::QemuPc => "qemu-pc",
         }
+    }
+
+    /// The floor programs, which boot no guest.
+    pub fn is_floor(self) -> bool {
+        matches!(self, Monitor::Floor | Monitor::FloorIrqchip)
     }
 
     /// Parses a name from [`Monitor::name`].
@@ -85,16 +99,19 @@ impl Programs {
     /// The command that boots `guest` under `monitor`.
     pub fn command(&self, monitor: Monitor, guest: &Guest) -> Command {
         match monitor {
-            Monitor::Floor => {
+            Monitor::Floor | Monitor::FloorIrqchip => {
                 let mut c = Command::new(&self.floor);
                 c.arg(guest.mem_mib.to_string());
+                if monitor == Monitor::FloorIrqchip {
+                    c.arg("irqchip");
+                }
                 c
             }
-            Monitor::Ukvm | Monitor::UkvmB => {
-                let bin = if monitor == Monitor::Ukvm {
-                    &self.ukvm
-                } else {
+            Monitor::Ukvm | Monitor::UkvmB | Monitor::UkvmKvmIrqchip => {
+                let bin = if monitor == Monitor::UkvmB {
                     &self.ukvm_b
+                } else {
+                    &self.ukvm
                 };
                 let mut c = Command::new(bin);
                 c.arg("--kernel")
@@ -104,6 +121,9 @@ impl Programs {
                     .arg("--mem")
                     .arg(guest.mem_mib.to_string())
                     .args(&guest.ukvm_args);
+                if monitor == Monitor::UkvmKvmIrqchip {
+                    c.args(["--irqchip", "kvm"]);
+                }
                 c
             }
             Monitor::QemuMicrovm | Monitor::QemuPc => {

@@ -76,7 +76,7 @@ fn once(monitor: Monitor, guest: &Guest, programs: &Programs) -> Result<Sample, 
     let path = stderr_path(monitor);
     let stderr = File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut cmd = programs.command(monitor, guest);
-    let ready = guest.ready_marker.filter(|_| monitor != Monitor::Floor);
+    let ready = guest.ready_marker.filter(|_| !monitor.is_floor());
     let sample = run::timed(&mut cmd, ready, stderr, RUN_LIMIT);
     let why = match &sample {
         Err(e) => Some(e.clone()),
@@ -96,7 +96,7 @@ fn once(monitor: Monitor, guest: &Guest, programs: &Programs) -> Result<Sample, 
 }
 
 fn check(monitor: Monitor, guest: &Guest, s: &Sample) -> Option<String> {
-    let want = if monitor == Monitor::Floor {
+    let want = if monitor.is_floor() {
         FLOOR_STATUS
     } else {
         guest.status
@@ -104,7 +104,7 @@ fn check(monitor: Monitor, guest: &Guest, s: &Sample) -> Option<String> {
     if s.status != want {
         return Some(format!("exit status {} (want {want})", s.status));
     }
-    if monitor == Monitor::Floor {
+    if monitor.is_floor() {
         return None;
     }
     let out = String::from_utf8_lossy(&s.output);

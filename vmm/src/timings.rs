@@ -101,6 +101,14 @@ pub struct InterruptStats {
     pub sleeps: u64,
     /// `KVM_INTERRUPT` calls that failed.
     pub inject_failures: u64,
+    /// Interrupts whose latency was measured: from the PIC's output going
+    /// up (a device thread's raise, a timer tick) to the injection, which
+    /// the guest's handler follows at its next instruction.
+    pub latency_count: u64,
+    /// Their sum, in microseconds.
+    pub latency_sum_us: u64,
+    /// The longest, in microseconds.
+    pub latency_max_us: u64,
 }
 
 impl InterruptStats {
@@ -116,6 +124,12 @@ impl InterruptStats {
             ("pit_clamped_periods", self.pit_clamped_periods),
             ("sleeps", self.sleeps),
             ("inject_failures", self.inject_failures),
+            ("latency_count", self.latency_count),
+            (
+                "latency_mean_us",
+                self.latency_sum_us / self.latency_count.max(1),
+            ),
+            ("latency_max_us", self.latency_max_us),
         ] {
             let _ = write!(s, ",\"{key}\":{n}");
         }
@@ -309,7 +323,7 @@ mod tests {
             json.contains(r#""interrupts":{"controller":"none","delivered":0,"#),
             "{json}"
         );
-        assert!(json.contains(r#""inject_failures":0}}"#), "{json}");
+        assert!(json.contains(r#""latency_max_us":0}}"#), "{json}");
         assert!(json.starts_with('{') && json.ends_with('}'));
     }
 

@@ -34,6 +34,10 @@ pub(crate) struct IrqChip {
     pending: AtomicBool,
     kicker: Kicker,
     delivered: AtomicU64,
+    /// When the output last went up, in ns after `origin` (0: not up):
+    /// the start of the interrupt latency measured at the acknowledge.
+    raised_at: AtomicU64,
+    origin: Instant,
 }
 
 impl IrqChip {
@@ -49,6 +53,8 @@ impl IrqChip {
             pending: AtomicBool::new(false),
             kicker,
             delivered: AtomicU64::new(0),
+            raised_at: AtomicU64::new(0),
+            origin: Instant::now(),
         })
     }
 
@@ -60,6 +66,9 @@ impl IrqChip {
         let up = pic.output();
         let was = self.pending.swap(up, Ordering::SeqCst);
         drop(pic);
+        if up && !was {
+            self.raised_at.store(self.now_ns(), Ordering::Relaxed);
+        }
         if kick && up && !was {
             self.kicker.kick();
         }
@@ -74,6 +83,16 @@ impl IrqChip {
     /// One edge on `irq`, from the vCPU thread (nothing to kick).
     pub(crate) fn pulse_from_vcpu(&self, irq: u8) {
         self.with_pic(false, |pic| pic.pulse(irq));
+    }
+
+    fn now_ns(&self) -> u64 {
+        (self.origin.elapsed().as_nanos() as u64).max(1)
+    }
+
+    /// Nanoseconds since the output went up, once per raise.
+    fn take_latency(&self) -> Option<u64> {
+        let at = self.raised_at.swap(0, Ordering::Relaxed);
+        (at != 0).then(|| self.now_ns().saturating_sub(at))
     }
 
     fn pending(&self) -> bool {
@@ -191,6 +210,11 @@ impl Delivery for Userspace {
             // KVM exits as soon as the guest can take it.
             run.request_interrupt_window = 1;
             return;
+        }
+        if let Some(ns) = self.chip.take_latency() {
+            self.stats.latency_count += 1;
+            self.stats.latency_sum_us += ns / 1000;
+            self.stats.latency_max_us = self.stats.latency_max_us.max(ns / 1000);
         }
         let irq = kvm_interrupt {
             irq: u32::from(self.chip.acknowledge()),
