@@ -74,20 +74,7 @@ pub fn all(dir: &Path, scratch: &Path, tap: Option<&BenchTap>) -> Result<Vec<Gue
         .and_then(|f| f.set_len(1 << 20))
         .map_err(|e| format!("{}: {e}", disk.display()))?;
     let mut guests = vec![
-        Guest {
-            name: "hello-quiet",
-            kernel: dir.join("hello.bin"),
-            cmdline: "quiet exit=3",
-            mem_mib: 64,
-            ready_marker: None,
-            must_print: None,
-            status: 3,
-            ukvm_args: vec![],
-            qemu_args: vec![],
-            cannot_run: vec![],
-            why: "no output: writes the ready port and exits; pure monitor \
-                  start-up and teardown cost, comparable with the floor",
-        },
+        hello_quiet(dir),
         Guest {
             name: "hello",
             kernel: dir.join("hello.bin"),
@@ -138,12 +125,6 @@ pub fn all(dir: &Path, scratch: &Path, tap: Option<&BenchTap>) -> Result<Vec<Gue
 fn devices_guest(dir: &Path, disk: &Path, tap: &str) -> Guest {
     Guest {
         name: "hello-quiet-disk-nic",
-        kernel: dir.join("hello.bin"),
-        cmdline: "quiet exit=3",
-        mem_mib: 64,
-        ready_marker: None,
-        must_print: None,
-        status: 3,
         ukvm_args: vec![
             "--disk".into(),
             disk.display().to_string(),
@@ -167,5 +148,24 @@ fn devices_guest(dir: &Path, disk: &Path, tap: &str) -> Guest {
         why: "hello-quiet with one virtio-blk disk and one virtio-net NIC (on a \
               TAP this benchmark creates) attached and unused: the cost of devices \
               (I/O thread, interrupt controller) at boot",
+        ..hello_quiet(dir)
+    }
+}
+
+/// The tiny guest: no output, ready port, exit.
+fn hello_quiet(dir: &Path) -> Guest {
+    Guest {
+        name: "hello-quiet",
+        kernel: dir.join("hello.bin"),
+        cmdline: "quiet exit=3",
+        mem_mib: 64,
+        ready_marker: None,
+        must_print: None,
+        status: 3,
+        ukvm_args: vec![],
+        qemu_args: vec![],
+        cannot_run: vec![],
+        why: "no output: writes the ready port and exits; pure monitor \
+              start-up and teardown cost, comparable with the floor",
     }
 }
