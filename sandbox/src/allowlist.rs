@@ -158,6 +158,10 @@ pub mod ioctl {
     pub const KVM_SET_XSAVE: u64 = iow(KVMIO, 0xa5, size_of::<kvm_xsave>());
     /// `KVM_GET_XCRS`.
     pub const KVM_GET_XCRS: u64 = ior(KVMIO, 0xa6, size_of::<kvm_xcrs>());
+    /// `TCGETS` (`tcgetattr`, `isatty`).
+    pub const TCGETS: u64 = libc::TCGETS as u64;
+    /// `TCSETS` (`tcsetattr(fd, TCSANOW, ..)`).
+    pub const TCSETS: u64 = libc::TCSETS as u64;
     /// `TUNSETOFFLOAD`.
     pub const TUNSETOFFLOAD: u64 = iow(TUNTAP, 208, size_of::<libc::c_uint>());
     /// `TUNSETVNETHDRSZ`.
@@ -191,6 +195,8 @@ pub static COMMON: &[Allowed] = &[
     allow(Sysno::ioctl, Pin::Ioctl(VmFd, KVM_IRQ_LINE), "PCI INTx interrupt lines"),
     allow(Sysno::tgkill, Pin::Kick, "kicks the vCPU thread out of KVM_RUN (SIGRTMIN, this process only)"),
     allow(Sysno::getpid, Pin::Any, "pthread_kill (the kick from a stop request) asks for the pid before tgkill"),
+    allow(Sysno::ioctl, Pin::Ioctl(AnyFd, TCGETS), "reads the host terminal's mode before restoring it (isatty)"),
+    allow(Sysno::ioctl, Pin::Ioctl(AnyFd, TCSETS), "restores the host terminal's mode (Ctrl-A x, exit, a fatal signal)"),
     allow(Sysno::close, Pin::Any, "teardown"),
     allow(Sysno::fcntl, Pin::Arg(1, libc::F_GETFD as u64), "debug builds check an fd before closing it"),
     allow(Sysno::rt_sigreturn, Pin::Any, "return from signal handlers"),
