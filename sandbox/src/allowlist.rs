@@ -159,9 +159,9 @@ pub mod ioctl {
     /// `KVM_GET_XCRS`.
     pub const KVM_GET_XCRS: u64 = ior(KVMIO, 0xa6, size_of::<kvm_xcrs>());
     /// `TCGETS` (`tcgetattr`, `isatty`).
-    pub const TCGETS: u64 = libc::TCGETS as u64;
+    pub const TCGETS: u64 = libc::TCGETS;
     /// `TCSETS` (`tcsetattr(fd, TCSANOW, ..)`).
-    pub const TCSETS: u64 = libc::TCSETS as u64;
+    pub const TCSETS: u64 = libc::TCSETS;
     /// `TUNSETOFFLOAD`.
     pub const TUNSETOFFLOAD: u64 = iow(TUNTAP, 208, size_of::<libc::c_uint>());
     /// `TUNSETVNETHDRSZ`.
