@@ -107,7 +107,13 @@ fn boot(dir: &Path, mut stream: UnixStream) -> ExitCode {
         }
     };
     let _ = writeln!(stream, "ok {}", iface.as_deref().unwrap_or("-"));
-    let err = Command::new(&record.ukvm).args(&argv).exec();
+    // In the rootfs, with the kernel path relative to it: a Multiboot
+    // guest's first command-line word is that path (GRUB's convention),
+    // so it reads "boot/k.bin", not a host path.
+    let err = Command::new(&record.ukvm)
+        .args(&argv)
+        .current_dir(&record.rootfs)
+        .exec();
     let _ = writeln!(
         stream,
         "error: cannot execute {}: {err}",
@@ -134,6 +140,9 @@ fn start_plan(dir: &Path) -> Result<(Record, Vec<OsString>, Option<String>)> {
         .map_err(|e| Error::Init(e.to_string()))?;
     hooks::run(Kind::StartContainer, record.hooks.as_ref(), &state)?;
     let uk = &record.unikernel;
+    let kernel = kernel
+        .strip_prefix(&record.rootfs)
+        .map_or_else(|_| kernel.clone(), |k| k.to_path_buf());
     let mut args: Vec<OsString> = vec!["--kernel".into(), kernel.into_os_string()];
     args.extend([
         "--mem".into(),

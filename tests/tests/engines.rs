@@ -280,6 +280,36 @@ fn podman_runs_the_net_guest_with_a_published_port() {
         "",
         "container left"
     );
+
+    // -t: the console is a terminal from --console-socket; the guest's
+    // exit status is the container's.
+    let hello = Image::build(
+        "hello",
+        r#"{"kernel": "/hello.bin", "cmdline": "exit=4 on a tty"}"#,
+    );
+    run(&mut podman(&[
+        "pull",
+        "-q",
+        &format!("oci-archive:{}", hello.oci_archive.display()),
+    ]));
+    let tty = format!("{tag}t");
+    run(&mut podman(&[
+        "run",
+        "-d",
+        "-t",
+        "--network",
+        "none",
+        "--name",
+        &tty,
+        &hello.name,
+    ]));
+    assert_eq!(run(&mut podman(&["wait", &tty])).trim(), "4");
+    let logs = run(&mut podman(&["logs", &tty]));
+    assert!(
+        logs.contains("cmdline: exit=4 on a tty\r\n"),
+        "terminal output: {logs:?}"
+    );
+    run(&mut podman(&["rm", &tty]));
     assert_eq!(
         bridge_ports(&tag),
         Vec::<String>::new(),

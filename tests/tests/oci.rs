@@ -52,6 +52,12 @@ fn lifecycle_of_a_guest_that_exits_with_7() {
         "the guest's exit status is the container's"
     );
     assert!(b.stdout().contains("exiting with 7"), "{}", b.stdout());
+    // The kernel's name as the guest sees it: its path in the image.
+    assert!(
+        b.stdout().contains("raw cmdline: hello.bin exit=7 hello"),
+        "{}",
+        b.stdout()
+    );
     assert_eq!(rt.state("c1")["status"], "stopped");
 
     let o = rt.run(&["kill", "c1", "TERM"]);
