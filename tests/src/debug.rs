@@ -107,3 +107,19 @@ pub fn gdb_session(kernel: &Path, args: &[&str], script: &str, opts: Opts) -> Gd
         ukvm,
     }
 }
+
+/// Runs gdb in batch mode on `kernel` and `core` with `commands` (one
+/// `-ex` each); returns what it printed.
+pub fn gdb_on_core(kernel: &Path, core: &Path, commands: &[&str]) -> String {
+    require_gdb();
+    let mut cmd = Command::new("gdb");
+    cmd.args(["-batch", "-nx"]);
+    for c in commands {
+        cmd.args(["-ex", c]);
+    }
+    let out = wait_with_limit(
+        spawn_captured(cmd.arg(kernel).arg(core)),
+        Duration::from_secs(60),
+    );
+    format!("{}{}", out.stdout, out.stderr)
+}

@@ -186,3 +186,25 @@ fn solo5_test_hello_breaks_at_solo5_app_main() {
     assert_eq!(run.ukvm.status, Some(0));
     assert!(run.ukvm.stdout.contains("SUCCESS"), "{}", run.ukvm.stdout);
 }
+
+#[test]
+fn a_crash_stops_for_gdb_then_ends_the_run() {
+    if !kvm_available() {
+        return;
+    }
+    let run = gdb_session(
+        &guest("debugme"),
+        &["--cmdline", "crash"],
+        "continue\nbacktrace\ncontinue",
+        Opts::default(),
+    );
+    assert_has(&run, "Program received signal SIGSEGV");
+    assert_has(&run, "#0  crash_here ()");
+    assert_has(&run, "Program terminated with signal SIGSEGV");
+    assert_eq!(run.ukvm.status, Some(246), "{}", run.ukvm.stderr);
+    assert!(
+        run.ukvm.stderr.contains("triple fault"),
+        "{}",
+        run.ukvm.stderr
+    );
+}

@@ -54,6 +54,7 @@ pub struct VmConfig {
     pub(crate) jail: Jail,
     pub(crate) irqchip: IrqChipKind,
     pub(crate) gdb: Option<ukvm_debug::GdbAddr>,
+    pub(crate) dumpcore: Option<PathBuf>,
     pub(crate) serial_input: Option<std::os::fd::OwnedFd>,
 }
 
@@ -75,6 +76,7 @@ impl Default for VmConfig {
             jail: Jail::default(),
             irqchip: IrqChipKind::default(),
             gdb: None,
+            dumpcore: None,
             serial_input: None,
         }
     }
@@ -213,6 +215,13 @@ impl VmConfig {
         self
     }
 
+    /// Writes an ELF core file into `dir` when the guest crashes or a
+    /// Solo5 hvt guest aborts (see the README's "Core dumps").
+    pub fn dumpcore(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dumpcore = Some(dir.into());
+        self
+    }
+
     /// Guest memory in bytes.
     pub(crate) fn mem_bytes(&self) -> u64 {
         self.mem_mib << 20
@@ -220,6 +229,22 @@ impl VmConfig {
 
     /// Checks what needs no host resources.
     pub(crate) fn validate(&self) -> Result<()> {
+        if let Some(dir) = &self.dumpcore {
+            if !dir.is_dir() {
+                return Err(Error::Config(format!(
+                    "--dumpcore {}: not a directory",
+                    dir.display()
+                )));
+            }
+            if self.seccomp != SeccompMode::Off {
+                // The sandbox lets ukvm create no file once the guest runs.
+                return Err(Error::Config(
+                    "--dumpcore writes its file after the guest ran, which the sandbox forbids: \
+                     give --seccomp off with it"
+                        .into(),
+                ));
+            }
+        }
         let (min, max) = (layout::MIN_MEM_SIZE >> 20, layout::MAX_MEM_SIZE >> 20);
         if self.mem_mib < min || self.mem_mib > max {
             return Err(Error::MemSize {

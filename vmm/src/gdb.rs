@@ -28,21 +28,25 @@ pub(crate) struct Pending {
     layout: Layout,
 }
 
+/// The register layout (and core class) a kernel's debug tools expect:
+/// 64-bit for hvt and Linux-style guests and for 64-bit ELF Multiboot
+/// kernels (which switch to long mode themselves), i386 for 32-bit
+/// Multiboot and PVH kernels.
+pub(crate) fn layout_for(format: Format, image: &[u8]) -> Layout {
+    let elf64 = image.get(..5) == Some(b"\x7fELF\x02");
+    match format {
+        Format::MultibootKludge | Format::MultibootElf | Format::Pvh if !elf64 => Layout::I386,
+        _ => Layout::X86_64,
+    }
+}
+
 impl Pending {
-    /// Binds `--gdb`'s address, if given. The layout follows the kernel:
-    /// 64-bit for hvt and Linux-style guests and for 64-bit ELF Multiboot
-    /// kernels (which switch to long mode themselves), i386 for 32-bit
-    /// Multiboot kernels.
-    pub(crate) fn bind(cfg: &VmConfig, format: Format, image: &[u8]) -> Result<Option<Pending>> {
+    /// Binds `--gdb`'s address, if given.
+    pub(crate) fn bind(cfg: &VmConfig, layout: Layout) -> Result<Option<Pending>> {
         let Some(addr) = &cfg.gdb else {
             return Ok(None);
         };
         let listener = Listener::bind(addr).map_err(|e| Error::Config(e.to_string()))?;
-        let elf64 = image.get(..5) == Some(b"\x7fELF\x02");
-        let layout = match format {
-            Format::MultibootKludge | Format::MultibootElf | Format::Pvh if !elf64 => Layout::I386,
-            _ => Layout::X86_64,
-        };
         Ok(Some(Pending { listener, layout }))
     }
 }

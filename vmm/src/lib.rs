@@ -38,6 +38,7 @@
 pub mod config;
 mod console;
 mod cpuid_cache;
+mod dumpcore;
 mod emulation;
 pub mod error;
 pub mod fastexit;

@@ -97,6 +97,10 @@ struct Opts {
     /// unix:PATH before the guest's first instruction, and run under it.
     #[arg(long, value_name = "tcp:[HOST:]PORT|unix:PATH")]
     gdb: Option<ukvm::GdbAddr>,
+    /// Write an ELF core file into DIR when the guest crashes or a Solo5
+    /// hvt guest aborts (open it with gdb KERNEL CORE).
+    #[arg(long, value_name = "DIR")]
+    dumpcore: Option<PathBuf>,
     /// Print boot-phase timings as JSON after the run (to stderr, or FILE).
     #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-")]
     timings: Option<PathBuf>,
@@ -173,6 +177,9 @@ fn main() -> ExitCode {
     }
     if let Some(addr) = opts.gdb {
         cfg = cfg.gdb(addr);
+    }
+    if let Some(dir) = opts.dumpcore {
+        cfg = cfg.dumpcore(dir);
     }
     if let Some(input) = console_input() {
         cfg = cfg.serial_input(input);

@@ -99,6 +99,8 @@ pub struct Vm {
     gdb: Option<crate::gdb::Pending>,
     /// A debugger is attached: int3s go to it before being completed.
     pub(crate) debugging: bool,
+    /// `--dumpcore`: where a crashed guest's core goes, and its class.
+    dumpcore: Option<(std::path::PathBuf, ukvm_debug::Layout)>,
 }
 
 fn kvm_err(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
@@ -165,7 +167,8 @@ impl Vm {
             source,
         })?;
         // A bad --gdb address fails before any KVM object exists.
-        let gdb = crate::gdb::Pending::bind(&cfg, format, &image)?;
+        let layout = crate::gdb::layout_for(format, &image);
+        let gdb = crate::gdb::Pending::bind(&cfg, layout)?;
         let mut machine = machine::for_format(format, &name, &image, &cfg)?;
         let kicker = Kicker::new().map_err(|e| Error::Device(format!("vCPU kick: {e}")))?;
 
@@ -261,6 +264,7 @@ impl Vm {
             console,
             gdb,
             debugging: false,
+            dumpcore: cfg.dumpcore.map(|dir| (dir, layout)),
         })
     }
 
@@ -280,6 +284,9 @@ impl Vm {
         let fds = sandbox_fds(&self.vcpu, &self.vm);
         ukvm_sandbox::seccomp::install(ukvm_sandbox::ThreadKind::Vcpu, mode, &fds)?;
         let result = self.run_loop(gdb);
+        if let Some((dir, layout)) = self.dumpcore.take() {
+            crate::dumpcore::after_run(self, &result, &dir, layout);
+        }
         // Input has nowhere to go now.
         self.console = None;
         // The guest is done: let the I/O thread finish its request and go.
