@@ -106,9 +106,10 @@ struct Opts {
     timings: Option<PathBuf>,
     /// System call filters on ukvm's threads: on (a refused call kills
     /// ukvm with SIGSYS, naming it), log (the kernel logs refused calls,
-    /// which still run), off.
-    #[arg(long, value_name = "on|log|off", default_value = "on")]
-    seccomp: SeccompMode,
+    /// which still run), off. Default: on, or off with --dumpcore (a core
+    /// file is created after the guest ran, which the sandbox forbids).
+    #[arg(long, value_name = "on|log|off")]
+    seccomp: Option<SeccompMode>,
     /// When started as root: run as UID:GID once /dev/kvm, the TAPs and
     /// the disks are open.
     #[arg(long, value_name = "UID:GID")]
@@ -146,6 +147,11 @@ fn main() -> ExitCode {
             ))
         }
     };
+    let seccomp = opts.seccomp.unwrap_or(if opts.dumpcore.is_some() {
+        SeccompMode::Off
+    } else {
+        SeccompMode::Kill
+    });
     // Opened now: once the VM runs, ukvm can open no file.
     let timings = match opts.timings.map(TimingsOut::open).transpose() {
         Ok(t) => t,
@@ -154,10 +160,10 @@ fn main() -> ExitCode {
     let jail = Jail {
         chroot: opts.chroot,
         user: opts.user,
-        landlock: opts.seccomp != SeccompMode::Off,
+        landlock: seccomp != SeccompMode::Off,
     };
     let mut cfg = VmConfig::new()
-        .seccomp(opts.seccomp)
+        .seccomp(seccomp)
         .jail(jail)
         .timing_origin(start)
         .args_parsed_at(parsed)
@@ -193,7 +199,7 @@ fn main() -> ExitCode {
     for n in opts.net {
         cfg = cfg.net(n);
     }
-    run(cfg, timings, opts.verbose, (signals, opts.seccomp))
+    run(cfg, timings, opts.verbose, (signals, seccomp))
 }
 
 /// Where `--timings` goes: stderr, or a file opened before the sandbox.
