@@ -10,6 +10,11 @@
  *               GET_ID, then a write that must be refused.
  *   mode=rw     first disk: write a 4 KiB pattern at sector 8, FLUSH, read
  *               it back, read past the end (must fail).
+ *   mode=irqlat first disk: count=N (default 20) reads, each completed by
+ *               interrupt, each printing "blk0: irqlat tsc=HEX", the TSC
+ *               from before the queue notify to the handler's entry (the
+ *               device's work, its raise, the monitor's delivery), and
+ *               "blk0: tsc_khz=N" first (scripts/irq-latency.sh).
  *   mode=irq    first disk: one read completed by interrupt (PIC line from
  *               0x3C), not by polling.
  *   mode=modern first disk, through the virtio 1.x interface instead: walk
@@ -163,9 +168,12 @@ static void mode_rw(void)
     kprintf("blk0: read past end refused, status %u\n", st);
 }
 
+static volatile u64 irq_tsc;
+
 static void on_irq(void *arg)
 {
     struct disk *d = arg;
+    irq_tsc = rdtsc();
     /* Reading the ISR acknowledges and lowers the line. */
     if (inb(d->pci.io_base + VIRTIO_ISR) & 1)
         interrupts++;
@@ -296,6 +304,30 @@ static void mode_modern(void)
 
 #include "hostile.h"
 
+static void mode_irqlat(const char *cmdline)
+{
+    u32 count = 20, a, b, c, e;
+    parse_u32(cmdline_value(cmdline, "count"), &count);
+    cpuid(0x40000010, &a, &b, &c, &e);
+    kprintf("blk0: tsc_khz=%u\n", a);
+    struct disk *d = &disks[0];
+    irq_init();
+    irq_register(d->pci.irq, on_irq, d);
+    for (u32 k = 0; k < count; k++) {
+        irq_disable();
+        interrupts = 0;
+        u64 t0 = rdtsc();
+        submit(d, T_IN, 0, buf, 512);
+        while (!interrupts)
+            irq_wait();
+        irq_disable();
+        u32 id, used;
+        if (!virtq_pop(&d->q, &id, &used) || status != 0)
+            fail("interrupt without a completed request");
+        kprintf("blk0: irqlat tsc=%llx\n", irq_tsc - t0);
+    }
+}
+
 static void mode_bench(const char *cmdline)
 {
     u32 size = 4096, count = 256;
@@ -343,6 +375,8 @@ void guest_main(u32 magic, const struct mb_info *mbi)
         mode_iso(n);
     else if (cmdline_has(cmdline, "mode=rw"))
         mode_rw();
+    else if (cmdline_has(cmdline, "mode=irqlat"))
+        mode_irqlat(cmdline);
     else if (cmdline_has(cmdline, "mode=irq"))
         mode_irq();
     else if (cmdline_has(cmdline, "mode=modern"))

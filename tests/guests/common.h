@@ -43,6 +43,13 @@ static inline u16 peek16(u32 addr)
     return val;
 }
 
+static inline u64 rdtsc(void)
+{
+    u32 lo, hi;
+    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+    return ((u64)hi << 32) | lo;
+}
+
 static inline void cpuid(u32 leaf, u32 *a, u32 *b, u32 *c, u32 *d)
 {
     __asm__ volatile("cpuid"

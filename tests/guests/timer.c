@@ -32,13 +32,6 @@
 static volatile u32 ticks;
 static volatile u64 last_tick_tsc;
 
-static inline u64 rdtsc(void)
-{
-    u32 lo, hi;
-    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
-    return ((u64)hi << 32) | lo;
-}
-
 static void on_tick(void *arg)
 {
     (void)arg;

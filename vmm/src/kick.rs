@@ -23,7 +23,7 @@
 //! for; the kicker records that before kicking, so nothing is missed.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
@@ -86,6 +86,9 @@ unsafe impl Send for Target {}
 struct Shared {
     target: Mutex<Option<Target>>,
     wake: EventFd,
+    /// The vCPU thread sleeps on `wake` (not in `KVM_RUN`): the eventfd is
+    /// enough, no signal needed.
+    sleeping: AtomicBool,
 }
 
 /// Kicks the vCPU thread of one VM. Cheap to clone; `Send + Sync`.
@@ -100,6 +103,7 @@ impl Kicker {
         Ok(Kicker(Arc::new(Shared {
             target: Mutex::new(None),
             wake: EventFd::new(EFD_NONBLOCK)?,
+            sleeping: AtomicBool::new(false),
         })))
     }
 
@@ -108,6 +112,11 @@ impl Kicker {
     pub fn kick(&self) {
         // A full eventfd counter only means a wake-up is already pending.
         let _ = self.0.wake.write(1);
+        if self.0.sleeping.load(Ordering::SeqCst) {
+            // It polls the eventfd and looks at why it woke before it runs
+            // the guest again: a signal would only add its delivery.
+            return;
+        }
         let target = *ukvm_devices::bus::lock(&self.0.target);
         if let Some(t) = target {
             // SAFETY: registered targets point into a live kvm_run mapping
@@ -123,6 +132,14 @@ impl Kicker {
     /// The eventfd a sleeping vCPU thread polls; [`Kicker::kick`] writes it.
     pub fn wake_fd(&self) -> &EventFd {
         &self.0.wake
+    }
+
+    /// Marks the vCPU thread as sleeping on [`Kicker::wake_fd`] (ukvm's
+    /// `hlt`) until the guard drops: kicks then only write the eventfd.
+    /// Take it before draining the eventfd and checking for work.
+    pub fn sleeping(&self) -> Sleeping<'_> {
+        self.0.sleeping.store(true, Ordering::SeqCst);
+        Sleeping(self)
     }
 
     /// Registers the calling thread as the one running `vcpu` until the
@@ -146,6 +163,15 @@ impl Kicker {
             kicker: self.clone(),
             immediate_exit,
         }
+    }
+}
+
+/// The vCPU thread sleeps on the wake eventfd; see [`Kicker::sleeping`].
+pub struct Sleeping<'a>(&'a Kicker);
+
+impl Drop for Sleeping<'_> {
+    fn drop(&mut self) {
+        self.0 .0.sleeping.store(false, Ordering::SeqCst);
     }
 }
 

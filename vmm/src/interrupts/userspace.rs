@@ -231,9 +231,11 @@ impl Delivery for Userspace {
         if vcpu.get_kvm_run().if_flag == 0 {
             return false;
         }
+        let kicker = self.kicker.clone();
+        let _asleep = kicker.sleeping();
         loop {
             // Drain first: a kick after this wakes the poll below.
-            let _ = self.kicker.wake_fd().read();
+            let _ = kicker.wake_fd().read();
             self.timer.poll();
             if self.chip.pending() || stop.is_requested() {
                 return true;
