@@ -179,12 +179,12 @@ static void on_irq(void *arg)
         interrupts++;
 }
 
-static void mode_irq(void)
+/* One 512-byte read, waited for with sti; hlt until its interrupt.
+ * Returns the used length. */
+static u32 read_by_interrupt(struct disk *d)
 {
-    struct disk *d = &disks[0];
-    irq_init();
-    irq_register(d->pci.irq, on_irq, d);
     irq_disable();
+    interrupts = 0;
     submit(d, T_IN, 0, buf, 512);
     while (!interrupts)
         irq_wait();
@@ -192,6 +192,15 @@ static void mode_irq(void)
     u32 id, used;
     if (!virtq_pop(&d->q, &id, &used) || status != 0)
         fail("interrupt without a completed request");
+    return used;
+}
+
+static void mode_irq(void)
+{
+    struct disk *d = &disks[0];
+    irq_init();
+    irq_register(d->pci.irq, on_irq, d);
+    u32 used = read_by_interrupt(d);
     kprintf("blk0: read completed by interrupt on irq %u (used len %u)\n",
             d->pci.irq, used);
 }
@@ -314,16 +323,8 @@ static void mode_irqlat(const char *cmdline)
     irq_init();
     irq_register(d->pci.irq, on_irq, d);
     for (u32 k = 0; k < count; k++) {
-        irq_disable();
-        interrupts = 0;
         u64 t0 = rdtsc();
-        submit(d, T_IN, 0, buf, 512);
-        while (!interrupts)
-            irq_wait();
-        irq_disable();
-        u32 id, used;
-        if (!virtq_pop(&d->q, &id, &used) || status != 0)
-            fail("interrupt without a completed request");
+        read_by_interrupt(d);
         kprintf("blk0: irqlat tsc=%llx\n", irq_tsc - t0);
     }
 }
