@@ -1,7 +1,7 @@
 //! Delivery through ukvm's own 8259A pair (`ukvm_devices::pic`): the shared
-//! controller that device threads and the PIT's timer thread raise lines
-//! on, its ports on the guest's bus, and the vCPU side that injects and
-//! sleeps.
+//! controller that device threads (and the vCPU thread, for the PIT's IRQ 0)
+//! raise lines on, its ports on the guest's bus, and the vCPU side that
+//! injects and sleeps.
 //!
 //! The vCPU loop checks for a pending interrupt on every exit, so the
 //! PIC's output is mirrored in an atomic: no lock on the exit path unless
@@ -75,7 +75,7 @@ impl IrqChip {
         result
     }
 
-    /// Drives input `irq` from a device or timer thread.
+    /// Drives input `irq` from a device thread.
     pub(crate) fn set_level(&self, irq: u8, high: bool) {
         self.with_pic(true, |pic| pic.set_level(irq, high));
     }
