@@ -16,7 +16,8 @@
  *               device's work, its raise, the monitor's delivery), and
  *               "blk0: tsc_khz=N" first (scripts/irq-latency.sh).
  *   mode=irq    first disk: one read completed by interrupt (PIC line from
- *               0x3C), not by polling.
+ *               0x3C), not by polling; waited for in hlt, or with "spin"
+ *               in a loop with interrupts on that never exits.
  *   mode=modern first disk, through the virtio 1.x interface instead: walk
  *               the vendor capabilities to the memory BAR's common config,
  *               negotiate VERSION_1 (FEATURES_OK), a 16-entry queue, MMIO
@@ -179,13 +180,20 @@ static void on_irq(void *arg)
         interrupts++;
 }
 
-/* One 512-byte read, waited for with sti; hlt until its interrupt.
- * Returns the used length. */
-static u32 read_by_interrupt(struct disk *d)
+/* One 512-byte read, waited for with sti; hlt until its interrupt, or
+ * (spin) with interrupts on in a loop that never exits to the monitor,
+ * which must then kick the vCPU out of the guest to deliver it. Returns the
+ * used length. */
+static u32 read_by_interrupt(struct disk *d, int spin)
 {
     irq_disable();
     interrupts = 0;
     submit(d, T_IN, 0, buf, 512);
+    if (spin) {
+        irq_enable();
+        while (!interrupts)
+            ;
+    }
     while (!interrupts)
         irq_wait();
     irq_disable();
@@ -195,12 +203,12 @@ static u32 read_by_interrupt(struct disk *d)
     return used;
 }
 
-static void mode_irq(void)
+static void mode_irq(int spin)
 {
     struct disk *d = &disks[0];
     irq_init();
     irq_register(d->pci.irq, on_irq, d);
-    u32 used = read_by_interrupt(d);
+    u32 used = read_by_interrupt(d, spin);
     kprintf("blk0: read completed by interrupt on irq %u (used len %u)\n",
             d->pci.irq, used);
 }
@@ -324,7 +332,7 @@ static void mode_irqlat(const char *cmdline)
     irq_register(d->pci.irq, on_irq, d);
     for (u32 k = 0; k < count; k++) {
         u64 t0 = rdtsc();
-        read_by_interrupt(d);
+        read_by_interrupt(d, 0);
         kprintf("blk0: irqlat tsc=%llx\n", irq_tsc - t0);
     }
 }
@@ -379,7 +387,7 @@ void guest_main(u32 magic, const struct mb_info *mbi)
     else if (cmdline_has(cmdline, "mode=irqlat"))
         mode_irqlat(cmdline);
     else if (cmdline_has(cmdline, "mode=irq"))
-        mode_irq();
+        mode_irq(cmdline_has(cmdline, "spin"));
     else if (cmdline_has(cmdline, "mode=modern"))
         mode_modern();
     else if (cmdline_has(cmdline, "mode=bench"))

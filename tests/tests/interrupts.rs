@@ -235,6 +235,36 @@ fn halting_with_interrupts_off_ends_the_run_on_kvms_irqchip_too() {
     );
 }
 
+/// The I/O thread's raise must get a vCPU that spins in the guest (never
+/// exiting) out of `KVM_RUN`: the kick's signal, not the hlt sleep.
+#[test]
+fn a_device_interrupt_reaches_a_guest_that_spins() {
+    if !kvm_available() {
+        return;
+    }
+    let dir = TempDir::new("irq-spin");
+    let img = dir.join("d.img");
+    std::fs::write(&img, vec![0u8; 4096]).unwrap();
+    let disk = img.display().to_string();
+    for irqchip in ["userspace", "kvm"] {
+        let out = run(
+            "blk",
+            "mode=irq spin",
+            &["--disk", &disk, "--irqchip", irqchip],
+        );
+        assert_eq!(out.status, Some(0), "{irqchip}: {out:?}");
+        assert!(
+            out.stdout.contains("read completed by interrupt on irq"),
+            "{irqchip}: {out:?}"
+        );
+        assert!(
+            out.stderr.contains(r#""hlt":0,"#),
+            "{irqchip}: {}",
+            out.stderr
+        );
+    }
+}
+
 #[test]
 fn halting_with_interrupts_on_and_nothing_armed_ends_the_run() {
     if !kvm_available() {
