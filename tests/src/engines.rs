@@ -14,15 +14,17 @@ use std::time::{Duration, Instant};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-/// A tag unique to this process and call: for bridge names (<= 15 bytes)
-/// and subnets.
-pub fn unique() -> (String, u8) {
+/// A tag unique to this process and call (for bridge names, <= 15
+/// bytes), and the first three octets of a /24 unique to them too:
+/// 10.200-249.X, clear of the 10.0-99 nets the other tests use, and
+/// distinct for distinct pids (mod 12,500) so that test runs of several
+/// worktrees at once do not collide.
+pub fn unique() -> (String, String) {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let pid = std::process::id();
+    let pid = std::process::id() as usize;
     let tag = format!("uke{}{n}", pid % 100_000);
-    // 10.200-249.X.0/24: per process and call, clear of the 10.0-99 nets
-    // the other tests use.
-    (tag, (200 + (pid as usize + n) % 50) as u8)
+    let net = format!("10.{}.{}", 200 + pid % 50, (pid / 50 + n) % 250);
+    (tag, net)
 }
 
 /// Panics, naming the Debian package, when `program` is missing.

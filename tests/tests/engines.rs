@@ -81,7 +81,7 @@ fn containerd_ctr_runs_the_net_guest_with_cni() {
         format!(
             r#"{{"cniVersion": "1.0.0", "name": "{tag}", "plugins": [{{"type": "bridge", "bridge": "{tag}",
               "isGateway": true, "ipam": {{"type": "host-local", "dataDir": {ipam:?},
-              "ranges": [[{{"subnet": "10.{net}.0.0/24"}}]], "routes": [{{"dst": "0.0.0.0/0"}}]}}}}]}}"#
+              "ranges": [[{{"subnet": "{net}.0/24"}}]], "routes": [{{"dst": "0.0.0.0/0"}}]}}}}]}}"#
         ),
     )
     .unwrap();
@@ -118,7 +118,7 @@ fn containerd_ctr_runs_the_net_guest_with_cni() {
         .spawn()
         .expect("ctr run");
     wait_for_line(task.stdout.take().expect("stdout"), "ready", READY);
-    let ip = format!("10.{net}.0.2");
+    let ip = format!("{net}.2");
     assert_eq!(ping(&ip, 3), 3, "ping {ip}");
     udp_echo(&format!("{ip}:7777"));
     assert_eq!(bridge_ports(&tag).len(), 1, "one veth on the bridge");
@@ -169,7 +169,7 @@ fn podman_runs_the_net_guest_with_a_published_port() {
             r#"{{"cniVersion": "0.4.0", "name": "{tag}", "plugins": [
               {{"type": "bridge", "bridge": "{tag}", "isGateway": true, "hairpinMode": true,
                 "ipam": {{"type": "host-local", "dataDir": {ipam:?},
-                "ranges": [[{{"subnet": "10.{net}.0.0/24", "gateway": "10.{net}.0.1"}}]],
+                "ranges": [[{{"subnet": "{net}.0/24", "gateway": "{net}.1"}}]],
                 "routes": [{{"dst": "0.0.0.0/0"}}]}}}},
               {{"type": "portmap", "capabilities": {{"portMappings": true}}}}]}}"#
         ),
@@ -228,7 +228,7 @@ fn podman_runs_the_net_guest_with_a_published_port() {
             .any(|l| l == "ready")
             .then_some(())
     });
-    let ip = format!("10.{net}.0.2");
+    let ip = format!("{net}.2");
     assert_eq!(ping(&ip, 3), 3, "ping {ip}");
     udp_echo(&format!("{ip}:7777"));
     udp_echo(&format!("127.0.0.1:{port}"));
@@ -332,7 +332,7 @@ fn docker_runs_the_net_guest_with_a_published_port() {
     let image = Image::build("net", NET_JSON);
     let (tag, net) = unique();
     let dir = TempDir::new("docker");
-    let bridge = Bridge::new(&tag, &format!("10.{net}.0.1/24"));
+    let bridge = Bridge::new(&tag, &format!("{net}.1/24"));
     let sock = dir.join("docker.sock");
     // No iptables or ip_forward changes (published ports go through
     // docker-proxy), so the daemon leaves the host's tables as they were.
@@ -405,7 +405,7 @@ fn docker_runs_the_net_guest_with_a_published_port() {
         &name,
     ]));
     let ip = ip.trim().to_string();
-    assert!(ip.starts_with(&format!("10.{net}.0.")), "container IP {ip}");
+    assert!(ip.starts_with(&format!("{net}.")), "container IP {ip}");
     assert_eq!(ping(&ip, 3), 3, "ping {ip}");
     udp_echo(&format!("{ip}:7777"));
     udp_echo(&format!("127.0.0.1:{port}"));
