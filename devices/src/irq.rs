@@ -1,29 +1,60 @@
 //! Interrupt lines as devices see them: an eventfd the monitor registers
-//! with KVM as an irqfd, or nothing when the VM has no interrupt controller.
+//! with KVM as an irqfd, a call into the monitor's own interrupt
+//! controller, or nothing when the VM has no interrupt controller.
 
 use std::io;
+use std::sync::Arc;
 use vmm_sys_util::eventfd::EventFd;
 
+/// What an edge-triggered line is wired to.
+#[derive(Default)]
+enum Line {
+    #[default]
+    None,
+    EventFd(EventFd),
+    Call(Arc<dyn Fn() + Send + Sync>),
+}
+
 /// An edge-triggered interrupt line.
-#[derive(Debug, Default)]
-pub struct IrqTrigger(Option<EventFd>);
+#[derive(Default)]
+pub struct IrqTrigger(Line);
+
+impl std::fmt::Debug for IrqTrigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0 {
+            Line::None => "IrqTrigger(disconnected)",
+            Line::EventFd(_) => "IrqTrigger(eventfd)",
+            Line::Call(_) => "IrqTrigger(call)",
+        })
+    }
+}
 
 impl IrqTrigger {
-    /// A line that goes nowhere (no in-kernel irqchip).
+    /// A line that goes nowhere (no interrupt controller).
     pub fn disconnected() -> Self {
-        IrqTrigger(None)
+        IrqTrigger(Line::None)
     }
 
     /// A line that signals `fd` (registered as an irqfd by the monitor).
     pub fn eventfd(fd: EventFd) -> Self {
-        IrqTrigger(Some(fd))
+        IrqTrigger(Line::EventFd(fd))
+    }
+
+    /// A line that calls `edge` for each interrupt (the monitor's own
+    /// interrupt controller).
+    pub fn call(edge: Arc<dyn Fn() + Send + Sync>) -> Self {
+        IrqTrigger(Line::Call(edge))
     }
 
     /// Raises the interrupt.
     pub fn trigger(&self) -> io::Result<()> {
         match &self.0 {
-            Some(fd) => fd.write(1),
-            None => Ok(()),
+            Line::EventFd(fd) => fd.write(1),
+            Line::Call(edge) => {
+                edge();
+                Ok(())
+            }
+            Line::None => Ok(()),
         }
     }
 }

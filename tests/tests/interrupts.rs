@@ -265,6 +265,42 @@ fn a_device_interrupt_reaches_a_guest_that_spins() {
     }
 }
 
+/// COM1's receive interrupt on IRQ 4 through ukvm's PIC: the echo guest
+/// waits for console input in `hlt`, so only the interrupt can wake it.
+#[test]
+fn console_input_wakes_the_guest_through_com1s_interrupt() {
+    if !kvm_available() {
+        return;
+    }
+    let mut child = std::process::Command::new(ukvm_tests::ukvm_bin())
+        .args(["--kernel"])
+        .arg(guest("echo"))
+        .args(["--cmdline", "pic", "--timings"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn ukvm");
+    let mut stdin = child.stdin.take().expect("stdin");
+    // The guest halts waiting first; the input comes later.
+    std::thread::sleep(Duration::from_millis(300));
+    stdin.write_all(b"hi!").expect("write stdin");
+    drop(stdin);
+    let out = ukvm_tests::wait_with_limit(child, Duration::from_secs(60));
+    assert_eq!(out.status, Some(0), "{out:?}");
+    assert!(out.stdout.starts_with("echo ready\nhi\necho: "), "{out:?}");
+    assert!(
+        out.stdout.ends_with(" receive interrupts\nbye\n"),
+        "{out:?}"
+    );
+    assert!(!out.stdout.contains("echo: 0 receive"), "{out:?}");
+    assert!(
+        out.stderr.contains(r#""controller":"userspace""#),
+        "{}",
+        out.stderr
+    );
+}
+
 #[test]
 fn halting_with_interrupts_on_and_nothing_armed_ends_the_run() {
     if !kvm_available() {

@@ -114,6 +114,13 @@ impl Kicker {
     /// Makes the vCPU thread return from `KVM_RUN` (or from its `hlt` sleep)
     /// as soon as possible. Record why before calling this.
     pub fn kick(&self) {
+        let target = *ukvm_devices::bus::lock(&self.0.target);
+        let mine = IMMEDIATE_EXIT.with(Cell::get);
+        if target.is_some_and(|t| std::ptr::eq(t.immediate_exit, mine)) {
+            // This VM's vCPU thread itself (a device it runs raised a
+            // line): it looks for work before it enters the guest again.
+            return;
+        }
         // A full eventfd counter only means a wake-up is already pending.
         let _ = self.0.wake.write(1);
         if self.0.sleeping.load(Ordering::SeqCst) {
@@ -121,7 +128,6 @@ impl Kicker {
             // the guest again: a signal would only add its delivery.
             return;
         }
-        let target = *ukvm_devices::bus::lock(&self.0.target);
         if let Some(t) = target {
             // SAFETY: registered targets point into a live kvm_run mapping
             // (see `Target`); AtomicU8 has u8's layout.

@@ -210,7 +210,7 @@ impl Vm {
 
         let serial = Arc::new(Mutex::new(Serial::new(
             cfg.serial,
-            machine.serial_irq(&vm)?,
+            machine.serial_irq(&vm, &kicker)?,
         )));
         // Every file is open: enter the jail before the I/O thread starts,
         // so that it inherits the user and Landlock.

@@ -80,6 +80,11 @@ impl IrqChip {
         self.with_pic(true, |pic| pic.set_level(irq, high));
     }
 
+    /// One edge on `irq` (COM1), from any thread.
+    pub(crate) fn pulse(&self, irq: u8) {
+        self.with_pic(true, |pic| pic.pulse(irq));
+    }
+
     /// One edge on `irq`, from the vCPU thread (nothing to kick).
     pub(crate) fn pulse_from_vcpu(&self, irq: u8) {
         self.with_pic(false, |pic| pic.pulse(irq));

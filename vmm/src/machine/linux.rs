@@ -6,6 +6,7 @@ use super::pc::PcMachine;
 use super::{Devices, Machine, Wiring};
 use crate::config::VmConfig;
 use crate::error::Result;
+use crate::kick::Kicker;
 use crate::{linux, pci};
 use kvm_ioctls::VmFd;
 use ukvm_devices::irq::IrqTrigger;
@@ -34,7 +35,7 @@ impl Machine for LinuxMachine {
         linux::write_acpi(mem).map(Some)
     }
 
-    fn serial_irq(&self, vm: &VmFd) -> Result<IrqTrigger> {
+    fn serial_irq(&mut self, vm: &VmFd, _kicker: &Kicker) -> Result<IrqTrigger> {
         // Linux drives COM1 by interrupt once its 8250 driver is up.
         linux::serial_irq(vm)
     }

@@ -84,8 +84,9 @@ pub(crate) trait Machine {
         Ok(())
     }
 
-    /// COM1's interrupt line.
-    fn serial_irq(&self, _vm: &VmFd) -> Result<IrqTrigger> {
+    /// COM1's interrupt line (ISA IRQ 4). `kicker` brings the vCPU out of
+    /// the guest for an interrupt controller of ukvm's own.
+    fn serial_irq(&mut self, _vm: &VmFd, _kicker: &Kicker) -> Result<IrqTrigger> {
         Ok(IrqTrigger::disconnected())
     }
 

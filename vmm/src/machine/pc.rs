@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use ukvm_devices::acpi_pm::{self, AcpiPm};
 use ukvm_devices::exit_ports::{self, DebugExit, UkvmPorts};
 use ukvm_devices::i8042::{self, I8042};
+use ukvm_devices::irq::IrqTrigger;
 use ukvm_devices::rtc::{self, Rtc};
 use ukvm_devices::serial::{self, Serial};
 use ukvm_devices::Bus;
@@ -30,6 +31,8 @@ pub(crate) struct PcMachine {
     disks: Vec<Disk>,
     nets: Vec<(NetSpec, Tap)>,
     irqchip: IrqChipKind,
+    /// ukvm's PIC, made when COM1's line is wired to it.
+    chip: Option<Arc<IrqChip>>,
 }
 
 impl PcMachine {
@@ -47,7 +50,16 @@ impl PcMachine {
             disks: pci::open_disks(&pci::parse_disks(&cfg.disks)?)?,
             nets: net::open_nets(net::parse_nets(&cfg.nets)?)?,
             irqchip: cfg.irqchip,
+            chip: None,
         })
+    }
+
+    /// ukvm's PIC pair, made once: the PCI lines level-triggered.
+    fn chip(&mut self, kicker: &Kicker) -> Arc<IrqChip> {
+        let level = self.device_irqs();
+        self.chip
+            .get_or_insert_with(|| IrqChip::new(kicker.clone(), &level))
+            .clone()
     }
 
     /// The interrupt lines the PCI devices get.
@@ -64,7 +76,7 @@ impl PcMachine {
     /// already hold other devices. `in_kernel`: KVM's irqchip exists and
     /// takes the device lines; otherwise ukvm's PIC and PIT go on the bus.
     pub(crate) fn attach_to(
-        self,
+        mut self,
         mut pio: Bus,
         wiring: Wiring<'_>,
         in_kernel: bool,
@@ -76,8 +88,12 @@ impl PcMachine {
                 Box::new(interrupts::InKernel::default()),
             )
         } else {
-            let irqs = self.device_irqs();
-            let (chip, delivery) = userspace_chips(&mut pio, wiring.kicker, irqs)?;
+            let chip = self.chip(wiring.kicker);
+            // Lines that can interrupt a halted guest: the PCI devices',
+            // and COM1's when it is wired to the PIC.
+            let mut wake = self.device_irqs();
+            wake.push(COM1_IRQ);
+            let delivery = userspace_chips(&mut pio, &chip, wiring.kicker, wake)?;
             (chip, Box::new(delivery))
         };
         let mut mmio = Bus::new();
@@ -105,24 +121,38 @@ impl Machine for PcMachine {
         Ok(in_kernel)
     }
 
+    fn serial_irq(&mut self, _vm: &VmFd, kicker: &Kicker) -> Result<IrqTrigger> {
+        if self.irqchip == IrqChipKind::Kvm {
+            // As before ukvm had a PIC of its own: polled COM1.
+            return Ok(IrqTrigger::disconnected());
+        }
+        // Masked at start, as firmware leaves it: free until a driver
+        // unmasks it.
+        let chip = self.chip(kicker);
+        Ok(IrqTrigger::call(Arc::new(move || chip.pulse(COM1_IRQ))))
+    }
+
     fn attach(self: Box<Self>, wiring: Wiring<'_>) -> Result<Devices> {
         let in_kernel = self.irqchip == IrqChipKind::Kvm;
         self.attach_to(Bus::new(), wiring, in_kernel)
     }
 }
 
+/// COM1's ISA interrupt line.
+const COM1_IRQ: u8 = 4;
+
 fn port_err(e: impl std::fmt::Display) -> Error {
     Error::Device(format!("port bus: {e}"))
 }
 
-/// Puts ukvm's PIC pair and PIT on the port bus; `device_irqs` are made
-/// level-triggered, as firmware does for the PCI lines it assigns.
+/// Puts ukvm's PIC pair and PIT on the port bus; `wake` are the lines
+/// that can interrupt a halted guest besides the PIT's.
 fn userspace_chips(
     pio: &mut Bus,
+    chip: &Arc<IrqChip>,
     kicker: &Kicker,
-    device_irqs: Vec<u8>,
-) -> Result<(Arc<IrqChip>, Userspace)> {
-    let chip = IrqChip::new(kicker.clone(), &device_irqs);
+    wake: Vec<u8>,
+) -> Result<Userspace> {
     let timer = PitTimer::new(chip.clone());
     let pic_ports = Arc::new(Mutex::new(PicPorts(chip.clone())));
     for base in [pic::MASTER_PORT, pic::SLAVE_PORT, pic::ELCR_PORT] {
@@ -138,8 +168,7 @@ fn userspace_chips(
     .map_err(port_err)?;
     pio.insert(u64::from(pit::PORT_61), 1, pit_ports)
         .map_err(port_err)?;
-    let delivery = Userspace::new(chip.clone(), timer, device_irqs, kicker.clone());
-    Ok((chip, delivery))
+    Ok(Userspace::new(chip.clone(), timer, wake, kicker.clone()))
 }
 
 /// Puts the legacy devices every PC guest gets on the port bus.
