@@ -116,7 +116,49 @@ pub fn all(dir: &Path, scratch: &Path, tap: Option<&BenchTap>) -> Result<Vec<Gue
     if let Some(tap) = tap {
         guests.insert(1, devices_guest(dir, &disk, &tap.0));
     }
+    for g in &mut guests {
+        g.cannot_run
+            .push((Monitor::Solo5Hvt, "solo5-hvt runs Solo5 hvt images only"));
+    }
+    guests.push(solo5_quiet());
     Ok(guests)
+}
+
+/// Where Solo5 v0.12.1's images and tender are: `<repo>/../shared/solo5`.
+pub fn solo5_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/solo5")
+}
+
+/// Solo5's test_quiet.hvt, unmodified: the hvt boot path against
+/// solo5-hvt itself (issue 11: ukvm within 0.75x of it).
+fn solo5_quiet() -> Guest {
+    let kernel = solo5_dir().join("test_quiet.hvt");
+    let mut cannot_run = vec![
+        (Monitor::QemuMicrovm, "QEMU has no hvt loader"),
+        (Monitor::QemuPc, "QEMU has no hvt loader"),
+        (
+            Monitor::UkvmKvmIrqchip,
+            "an hvt guest takes no interrupts: same as ukvm",
+        ),
+    ];
+    if !kernel.exists() {
+        let missing = "../shared/solo5/test_quiet.hvt is missing (see shared/solo5/README.txt)";
+        cannot_run.extend([Monitor::Ukvm, Monitor::UkvmB, Monitor::Solo5Hvt].map(|m| (m, missing)));
+    }
+    Guest {
+        name: "solo5-hvt-quiet",
+        kernel,
+        cmdline: "--solo5:quiet",
+        mem_mib: 4,
+        ready_marker: Some("**** Solo5 standalone test_verbose ****"),
+        must_print: Some("SUCCESS"),
+        status: 0,
+        ukvm_args: vec![],
+        qemu_args: vec![],
+        cannot_run,
+        why: "Solo5 0.12.1's test_quiet.hvt (ABI 2, 2 MiB of bss): prints its \
+              banner and SUCCESS, exits 0; solo5-hvt is the peer",
+    }
 }
 
 /// hello-quiet with a disk and a NIC attached that it never touches: what

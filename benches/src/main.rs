@@ -1,10 +1,13 @@
-//! Boot benchmark: ukvm against QEMU (microvm and pc) and a floor program,
+//! Boot benchmark: ukvm against QEMU (microvm and pc), solo5-hvt (for the
+//! Solo5 hvt guest) and a floor program,
 //! on the same guests, in the same run, alternating A B C D each round.
 //!
 //! ```text
 //! cargo bench -p ukvm-benches -- [--rounds N]     (benches/boot.rs builds ukvm)
 //! cargo build --release && target/release/ukvm-benches [--rounds N]
-//!     [--guests hello-quiet,hello] [--monitors ukvm,ukvm-kvmirq,qemu-microvm,qemu-pc,floor,floor-irqchip]
+//!     [--guests hello-quiet,hello,blk,solo5-hvt-quiet]
+//!     [--monitors ukvm,ukvm-kvmirq,qemu-microvm,qemu-pc,solo5-hvt,floor,floor-irqchip]
+//!     [--solo5-hvt PATH]
 //!     [--ukvm PATH] [--ukvm-b PATH] [--floor PATH] [--qemu PATH] [--no-memory]
 //! ```
 //!
@@ -45,7 +48,7 @@ struct Options {
 }
 
 const USAGE: &str = "usage: ukvm-benches [--rounds N] [--guests a,b] \
-[--monitors ukvm,ukvm-kvmirq,qemu-microvm,qemu-pc,floor,floor-irqchip] [--ukvm PATH] [--ukvm-b PATH] [--floor PATH] [--qemu PATH] \
+[--monitors ukvm,ukvm-kvmirq,qemu-microvm,qemu-pc,solo5-hvt,floor,floor-irqchip] [--solo5-hvt PATH] [--ukvm PATH] [--ukvm-b PATH] [--floor PATH] [--qemu PATH] \
 [--guest-dir DIR] [--no-memory]";
 
 fn main() -> ExitCode {
@@ -117,6 +120,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
             ukvm_b: PathBuf::new(),
             floor: dir.join("ukvm-floor"),
             qemu: "qemu-system-x86_64".into(),
+            solo5_hvt: guests::solo5_dir().join("solo5-hvt"),
         },
         guest_dir: env!("UKVM_GUEST_DIR").into(),
         memory: true,
@@ -142,6 +146,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
             "--floor" => o.programs.floor = value()?.into(),
             "--ukvm-b" => o.programs.ukvm_b = value()?.into(),
             "--qemu" => o.programs.qemu = value()?.into(),
+            "--solo5-hvt" => o.programs.solo5_hvt = value()?.into(),
             "--guest-dir" => o.guest_dir = value()?.into(),
             "--no-memory" => o.memory = false,
             // `cargo bench` passes --bench to every bench target.

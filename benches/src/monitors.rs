@@ -24,14 +24,18 @@ pub enum Monitor {
     QemuMicrovm,
     /// `qemu-system-x86_64 -M pc` (SeaBIOS, the default PC).
     QemuPc,
+    /// Solo5's own hvt tender (`../shared/solo5/solo5-hvt`), the peer for
+    /// Solo5 hvt guests.
+    Solo5Hvt,
 }
 
 /// Every monitor, in the order each round runs them.
-pub const ALL: [Monitor; 6] = [
+pub const ALL: [Monitor; 7] = [
     Monitor::Ukvm,
     Monitor::UkvmKvmIrqchip,
     Monitor::QemuMicrovm,
     Monitor::QemuPc,
+    Monitor::Solo5Hvt,
     Monitor::Floor,
     Monitor::FloorIrqchip,
 ];
@@ -47,6 +51,7 @@ impl Monitor {
             Monitor::UkvmB => "ukvm-b",
             Monitor::QemuMicrovm => "qemu-microvm",
             Monitor::QemuPc => "qemu-pc",
+            Monitor::Solo5Hvt => "solo5-hvt",
         }
     }
 
@@ -73,6 +78,8 @@ pub struct Programs {
     pub floor: PathBuf,
     /// The QEMU binary.
     pub qemu: PathBuf,
+    /// Solo5's hvt tender.
+    pub solo5_hvt: PathBuf,
 }
 
 /// QEMU options common to both machines: no default devices or config
@@ -114,16 +121,24 @@ impl Programs {
                     &self.ukvm
                 };
                 let mut c = Command::new(bin);
+                // One argument: a command line may start with "--".
                 c.arg("--kernel")
                     .arg(&guest.kernel)
-                    .arg("--cmdline")
-                    .arg(guest.cmdline)
+                    .arg(format!("--cmdline={}", guest.cmdline))
                     .arg("--mem")
                     .arg(guest.mem_mib.to_string())
                     .args(&guest.ukvm_args);
                 if monitor == Monitor::UkvmKvmIrqchip {
                     c.args(["--irqchip", "kvm"]);
                 }
+                c
+            }
+            Monitor::Solo5Hvt => {
+                let mut c = Command::new(&self.solo5_hvt);
+                c.arg(format!("--mem={}", guest.mem_mib))
+                    .arg("--")
+                    .arg(&guest.kernel)
+                    .args(guest.cmdline.split_whitespace());
                 c
             }
             Monitor::QemuMicrovm | Monitor::QemuPc => {
