@@ -170,14 +170,7 @@ impl NetNs {
             ])
             .output()
             .expect("run ping (apt-get install iputils-ping)");
-        let text = String::from_utf8_lossy(&out.stdout);
-        // "100 packets transmitted, 100 received, 0% packet loss, ..."
-        text.lines()
-            .find_map(|l| {
-                let (_, rest) = l.split_once("transmitted, ")?;
-                rest.split_whitespace().next()?.parse().ok()
-            })
-            .unwrap_or(0)
+        received(&String::from_utf8_lossy(&out.stdout))
     }
 
     /// A UDP socket bound inside the namespace (a socket keeps the
@@ -194,6 +187,43 @@ impl NetNs {
         })
         .join()
         .expect("socket thread")
+    }
+
+    /// Starts `program args...` (a monitor: ukvm under another name,
+    /// solo5-hvt) inside the namespace.
+    pub fn spawn(&self, program: &str, args: &[&str]) -> RunningGuest {
+        let child = self
+            .command(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the monitor");
+        RunningGuest::new(child)
+    }
+
+    /// Floods `addr` with `count` pings (`ping -f`, optionally with a
+    /// payload `pattern`) for at most `limit_s` seconds; returns the
+    /// replies.
+    pub fn ping_flood(&self, addr: &str, count: u32, pattern: Option<&str>, limit_s: u32) -> u32 {
+        let mut cmd = self.command("ping");
+        cmd.args([
+            "-f",
+            "-q",
+            "-c",
+            &count.to_string(),
+            "-w",
+            &limit_s.to_string(),
+        ]);
+        if let Some(p) = pattern {
+            cmd.args(["-p", p]);
+        }
+        let out = cmd
+            .arg(addr)
+            .output()
+            .expect("run ping (apt-get install iputils-ping)");
+        received(&String::from_utf8_lossy(&out.stdout))
     }
 
     /// Starts `ukvm args...` inside the namespace.
@@ -239,6 +269,16 @@ impl Drop for NetNs {
             .args(["netns", "del", &self.name])
             .status();
     }
+}
+
+/// Replies in ping's summary: "100 packets transmitted, 100 received, ...".
+fn received(text: &str) -> u32 {
+    text.lines()
+        .find_map(|l| {
+            let (_, rest) = l.split_once("transmitted, ")?;
+            rest.split_whitespace().next()?.parse().ok()
+        })
+        .unwrap_or(0)
 }
 
 /// A ukvm process whose output is collected; killed when dropped.
@@ -290,6 +330,21 @@ impl RunningGuest {
     /// Whether ukvm still runs.
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits up to `limit` for the monitor to exit; its exit status, or
+    /// None if it still runs (or a signal ended it).
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Let the output readers drain the pipes.
+                std::thread::sleep(Duration::from_millis(50));
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// Waits until the guest printed `line`; panics with the output on

@@ -48,6 +48,7 @@ pub struct VmConfig {
     pub(crate) serial: Box<dyn Write + Send>,
     pub(crate) disks: Vec<String>,
     pub(crate) nets: Vec<String>,
+    pub(crate) hvt_net_ring: bool,
     pub(crate) start: Option<Instant>,
     pub(crate) args_parsed: Option<Instant>,
     pub(crate) seccomp: SeccompMode,
@@ -70,6 +71,7 @@ impl Default for VmConfig {
             serial: Box::new(std::io::stdout()),
             disks: Vec::new(),
             nets: Vec::new(),
+            hvt_net_ring: true,
             start: None,
             args_parsed: None,
             seccomp: SeccompMode::Off,
@@ -164,6 +166,15 @@ impl VmConfig {
     /// Attaches a NIC on a TAP interface (`NAME[,mac=..]`).
     pub fn net(mut self, spec: impl Into<String>) -> Self {
         self.nets.push(spec.into());
+        self
+    }
+
+    /// Whether a Solo5 hvt guest with NICs is offered the network ring
+    /// (Solo5 0.11+ takes it and moves frames without VM exits); on by
+    /// default. Off, such guests use the net hypercalls, as older Solo5
+    /// always does.
+    pub fn hvt_net_ring(mut self, offer: bool) -> Self {
+        self.hvt_net_ring = offer;
         self
     }
 

@@ -23,5 +23,11 @@ pub fn hvt_hypercalls(
         .into_iter()
         .map(|(h, d)| (h, BlockDev::new(d)))
         .collect();
-    Box::new(Hypercalls::new(mem, serial, blocks, Vec::new()))
+    Box::new(Hypercalls::new(
+        mem,
+        serial,
+        blocks,
+        Arc::new([]),
+        Arc::default(),
+    ))
 }

@@ -84,6 +84,10 @@ struct Opts {
     /// a bare TAP is enough when the manifest declares one.
     #[arg(long, value_name = "TAP[,mac=MAC][,mtu=N]")]
     net: Vec<String>,
+    /// Solo5 hvt guests: don't offer the network ring; frames go through
+    /// the net hypercalls, as with Solo5 older than 0.11.
+    #[arg(long)]
+    no_hvt_ring: bool,
     /// Attach a virtio-blk disk (repeatable; .iso files are read-only).
     /// Solo5 hvt guests: NAME=FILE attaches the manifest's block device
     /// NAME; a bare FILE is enough when the manifest declares one.
@@ -124,11 +128,11 @@ fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args_os()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    if let Some(inv) = solo5_hvt::invocation(&argv) {
-        return solo5_hvt::main(inv, start);
-    }
     // Before any other thread exists, so that all of them inherit the mask.
     let signals = signals::block();
+    if let Some(inv) = solo5_hvt::invocation(&argv) {
+        return solo5_hvt::main(inv, start, signals);
+    }
     let cli = Cli::parse();
     let parsed = Instant::now();
     let (kernel, opts) = match cli.command {
@@ -199,6 +203,7 @@ fn main() -> ExitCode {
     for n in opts.net {
         cfg = cfg.net(n);
     }
+    cfg = cfg.hvt_net_ring(!opts.no_hvt_ring);
     run(cfg, timings, opts.verbose, (signals, seccomp))
 }
 

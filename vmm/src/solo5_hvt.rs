@@ -75,9 +75,9 @@ struct Options {
 
 /// Runs solo5-hvt's command line. `start` is the process start, for the
 /// boot timings.
-pub fn main(inv: Invocation, start: Instant) -> ExitCode {
+pub fn main(inv: Invocation, start: Instant, signals: crate::signals::Blocked) -> ExitCode {
     let prog = inv.prog.clone();
-    match run(inv, start) {
+    match run(inv, start, signals) {
         Ok(code) => code,
         Err(Refusal(msg)) => {
             eprintln!("{prog}: {msg}");
@@ -86,7 +86,11 @@ pub fn main(inv: Invocation, start: Instant) -> ExitCode {
     }
 }
 
-fn run(inv: Invocation, start: Instant) -> Result<ExitCode, Refusal> {
+fn run(
+    inv: Invocation,
+    start: Instant,
+    signals: crate::signals::Blocked,
+) -> Result<ExitCode, Refusal> {
     let Invocation { prog, args } = inv;
     // First pass: --help and --version win, up to the kernel.
     let mut kernel_at = None;
@@ -131,7 +135,7 @@ fn run(inv: Invocation, start: Instant) -> Result<ExitCode, Refusal> {
         .timing_origin(start)
         .kernel_bytes(kernel.clone(), image)
         .cmdline(args[kernel_at + 1..].join(" "));
-    Ok(boot(&prog, cfg))
+    Ok(boot(&prog, cfg, signals))
 }
 
 /// solo5-hvt's checks of the ABI note and the manifest, in its words.
@@ -284,8 +288,9 @@ fn check_all_attached(prog: &str, manifest: &Manifest, opts: &Options) -> Result
 }
 
 /// Builds and runs the VM; the exit status is the guest's, or 1 with one
-/// line when ukvm cannot build or run it.
-fn boot(prog: &str, cfg: VmConfig) -> ExitCode {
+/// line when ukvm cannot build or run it. SIGTERM and SIGINT stop the
+/// guest and exit 1, as solo5-hvt's handler does.
+fn boot(prog: &str, cfg: VmConfig, signals: crate::signals::Blocked) -> ExitCode {
     let mut vm = match cfg.build() {
         Ok(vm) => vm,
         Err(e) => {
@@ -293,7 +298,13 @@ fn boot(prog: &str, cfg: VmConfig) -> ExitCode {
             return ExitCode::from(STATUS_TENDER);
         }
     };
+    let received = signals.start(vm.stop_handle(), ukvm_sandbox::SeccompMode::Off);
     match vm.run() {
+        Ok(ukvm::Exit::Stopped) => {
+            let signal = received.get().unwrap_or(0);
+            eprintln!("{prog}: Exiting on signal {signal}");
+            ukvm::fastexit::exit_detached(vm, i32::from(STATUS_TENDER))
+        }
         // Nobody waits for the VM's teardown: don't make them.
         Ok(exit) => ukvm::fastexit::exit_detached(vm, exit.status()),
         Err(e) => {

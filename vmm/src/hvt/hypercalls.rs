@@ -5,15 +5,14 @@
 //! it (`Event::GuestFault`). A bad handle, offset or length is the
 //! guest's problem: the call fails with the ABI's error code.
 
-use std::io;
-use std::os::unix::io::AsRawFd;
-use std::sync::{Arc, Mutex};
+use super::net::{self, Nets, Recv, MAX_FRAME};
+use std::os::unix::io::RawFd;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ukvm_boot::hvt::{call, HYPERCALL_MAX};
 use ukvm_devices::bus::{self, le_value, BusDevice, Event, GuestFault};
 use ukvm_devices::serial::Serial;
 use ukvm_virtio_blk::{Disk, SECTOR_SIZE};
-use ukvm_virtio_net::{Backend as _, Tap};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 /// `solo5_result_t` values.
@@ -23,9 +22,6 @@ const R_EINVAL: u32 = 2;
 const R_EUNSPEC: u32 = 3;
 /// `HVT_HALT_COOKIE_MAX`: bytes the halt cookie must make readable.
 const HALT_COOKIE_MAX: u64 = 512;
-/// Largest Ethernet frame ukvm moves for a guest (64 KiB, as a TAP can).
-const MAX_FRAME: u64 = 65535;
-
 /// A block device attached to a manifest entry.
 pub(crate) struct BlockDev {
     disk: Disk,
@@ -41,37 +37,18 @@ impl BlockDev {
     }
 }
 
-/// A network interface attached to a manifest entry. The TAP carries a
-/// virtio-net header before every frame; hvt frames have none, so writes
-/// send a zeroed one and reads drop it.
-pub(crate) struct NetDev {
-    tap: Tap,
-    hdr_len: usize,
-    buf: Vec<u8>,
-}
-
-impl NetDev {
-    pub(crate) fn new(tap: Tap, mtu: u16) -> io::Result<Self> {
-        let hdr_len = tap
-            .vnet_hdr_size()
-            .map_err(|e| io::Error::other(e.to_string()))?;
-        // Room for the largest frame the TAP may hand us.
-        let frame = (usize::from(mtu) + 14 + 4).max(MAX_FRAME as usize);
-        Ok(NetDev {
-            tap,
-            hdr_len,
-            buf: vec![0; hdr_len + frame],
-        })
-    }
-}
-
 /// The hypercall ports and the state the calls act on.
 pub(crate) struct Hypercalls {
     mem: GuestMemoryMmap,
     mem_end: u64,
     serial: Arc<Mutex<Serial>>,
     blocks: Vec<(u64, BlockDev)>,
-    nets: Vec<(u64, NetDev)>,
+    nets: Nets,
+    /// The NICs' fds by handle, for the poll hypercall.
+    poll_fds: Vec<(u64, RawFd)>,
+    /// A fault the network ring thread found; the next hypercall ends the
+    /// guest with it.
+    ring_fault: Arc<OnceLock<GuestFault>>,
 }
 
 type CallResult = Result<(), GuestFault>;
@@ -85,15 +62,19 @@ impl Hypercalls {
         mem: GuestMemoryMmap,
         serial: Arc<Mutex<Serial>>,
         blocks: Vec<(u64, BlockDev)>,
-        nets: Vec<(u64, NetDev)>,
+        nets: Nets,
+        ring_fault: Arc<OnceLock<GuestFault>>,
     ) -> Self {
         let mem_end = mem.last_addr().0 + 1;
+        let poll_fds = nets.iter().map(|(h, d)| (*h, bus::lock(d).fd())).collect();
         Hypercalls {
             mem,
             mem_end,
             serial,
             blocks,
             nets,
+            poll_fds,
+            ring_fault,
         }
     }
 
@@ -162,10 +143,10 @@ impl Hypercalls {
         self.check("poll argument", gpa, 20)?;
         let timeout = Duration::from_nanos(self.read_u64(gpa));
         let mut fds: Vec<libc::pollfd> = self
-            .nets
+            .poll_fds
             .iter()
-            .map(|(_, n)| libc::pollfd {
-                fd: n.tap.as_raw_fd(),
+            .map(|&(_, fd)| libc::pollfd {
+                fd,
                 events: libc::POLLIN,
                 revents: 0,
             })
@@ -186,7 +167,7 @@ impl Hypercalls {
             )
         };
         let mut ready = 0u64;
-        for ((handle, _), fd) in self.nets.iter().zip(&fds) {
+        for ((handle, _), fd) in self.poll_fds.iter().zip(&fds) {
             if fd.revents & libc::POLLIN != 0 && *handle < 64 {
                 ready |= 1 << handle;
             }
@@ -259,30 +240,17 @@ impl Hypercalls {
             self.read_u64(gpa + 8),
             self.read_u64(gpa + 16),
         );
-        let ret = match self.nets.iter_mut().find(|(h, _)| *h == handle) {
+        let ret = match net::find(&self.nets, handle) {
             None => R_EINVAL,
             Some(_) if len == 0 || len > MAX_FRAME => R_EINVAL,
-            Some((_, dev)) => {
-                if data.checked_add(len).is_none_or(|e| e > self.mem_end) {
-                    return Err(fault("net write data", data, len));
-                }
+            Some(dev) => {
+                self.check("net write data", data, len)?;
                 let slice = self
                     .mem
                     .get_slice(GuestAddress(data), len as usize)
                     .map_err(|_| fault("net write data", data, len))?;
-                let header = [0u8; 12];
-                let iov = [
-                    libc::iovec {
-                        iov_base: header.as_ptr() as *mut libc::c_void,
-                        iov_len: dev.hdr_len.min(header.len()),
-                    },
-                    libc::iovec {
-                        iov_base: slice.ptr_guard_mut().as_ptr().cast(),
-                        iov_len: slice.len(),
-                    },
-                ];
-                match dev.tap.write_frame(&iov) {
-                    Ok(_) => R_OK,
+                match bus::lock(dev).send(&slice) {
+                    Ok(()) => R_OK,
                     Err(_) => R_EUNSPEC,
                 }
             }
@@ -299,32 +267,19 @@ impl Hypercalls {
             self.read_u64(gpa + 8),
             self.read_u64(gpa + 16),
         );
-        if data.checked_add(len).is_none_or(|e| e > self.mem_end) {
-            return Err(fault("net read buffer", data, len));
-        }
-        let Some((_, dev)) = self.nets.iter_mut().find(|(h, _)| *h == handle) else {
+        self.check("net read buffer", data, len)?;
+        let Some(dev) = net::find(&self.nets, handle) else {
             self.write_u32(gpa + 24, R_EINVAL);
             return Ok(());
         };
-        let (ret, got) = match dev.tap.read_frame(&mut dev.buf) {
-            Ok(n) if n > dev.hdr_len => {
-                let frame = &dev.buf[dev.hdr_len..n];
-                // A frame larger than the guest's buffer is dropped, as a
-                // NIC drops what does not fit.
-                if frame.len() as u64 > len {
-                    (R_AGAIN, 0)
-                } else {
-                    let _ = self.mem.write_slice(frame, GuestAddress(data));
-                    (R_OK, frame.len() as u64)
-                }
+        let ret = match bus::lock(dev).recv(&self.mem, data, len) {
+            Recv::Frame(got) => {
+                self.write_u64(gpa + 16, got);
+                R_OK
             }
-            Ok(_) => (R_AGAIN, 0),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => (R_AGAIN, 0),
-            Err(_) => (R_EUNSPEC, 0),
+            Recv::Again => R_AGAIN,
+            Recv::Failed => R_EUNSPEC,
         };
-        if ret == R_OK {
-            self.write_u64(gpa + 16, got);
-        }
         self.write_u32(gpa + 24, ret);
         Ok(())
     }
@@ -358,6 +313,9 @@ impl BusDevice for Hypercalls {
             };
             return Some(Event::GuestFault(fault(what, offset, 0)));
         }
+        if let Some(f) = self.ring_fault.get() {
+            return Some(Event::GuestFault(*f));
+        }
         match self.dispatch(nr, le_value(data)) {
             Ok(event) => event,
             Err(f) => Some(Event::GuestFault(f)),
@@ -368,7 +326,7 @@ impl BusDevice for Hypercalls {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
+    use std::io::{self, Write};
     use ukvm_devices::irq::IrqTrigger;
 
     #[derive(Clone, Default)]
@@ -387,7 +345,13 @@ mod tests {
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 4 << 20)]).unwrap();
         let out = Out::default();
         let serial = Serial::new(Box::new(out.clone()), IrqTrigger::disconnected());
-        let hc = Hypercalls::new(mem, Arc::new(Mutex::new(serial)), vec![], vec![]);
+        let hc = Hypercalls::new(
+            mem,
+            Arc::new(Mutex::new(serial)),
+            vec![],
+            Arc::new([]),
+            Arc::default(),
+        );
         (hc, out)
     }
 

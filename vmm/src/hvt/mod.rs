@@ -10,10 +10,14 @@
 //! `ukvm_virtio_net::Tap`.
 
 pub(crate) mod hypercalls;
+mod net;
+mod ring;
 
 use crate::error::{Error, Result};
-use hypercalls::{BlockDev, Hypercalls, NetDev};
-use kvm_ioctls::VcpuFd;
+use hypercalls::{BlockDev, Hypercalls};
+use kvm_ioctls::{VcpuFd, VmFd};
+use net::{NetDev, Nets};
+use ring::KickPort;
 use std::sync::{Arc, Mutex};
 use ukvm_boot::hvt::{self, Attachment, DeviceKind, HvtParams, Manifest};
 use ukvm_boot::Boot;
@@ -110,6 +114,7 @@ impl Hvt {
         cmdline: &str,
         disks: &[String],
         nets: &[String],
+        net_ring: bool,
     ) -> Result<Hvt> {
         let manifest = hvt::probe(image, mem_bytes).map_err(|source| Error::Kernel {
             name: name.to_string(),
@@ -132,6 +137,13 @@ impl Hvt {
             hvt.attach_net(spec)?;
         }
         hvt.check_all_attached()?;
+        if net_ring && !hvt.nets.is_empty() {
+            // As solo5-hvt: the ring gets 2 MiB on top of the guest's
+            // memory (within the 4 GiB limit), and the guest's memory ends
+            // where it starts.
+            hvt.ram_bytes = (mem_bytes + hvt::ring::RESERVE).min(hvt::MAX_MEM_SIZE);
+            hvt.params.net_ring = Some(hvt.ram_bytes - hvt::ring::RESERVE);
+        }
         Ok(hvt)
     }
 
@@ -252,22 +264,48 @@ impl Hvt {
             .map_err(|e| Error::Config(format!("writing the hvt boot information: {e}")))
     }
 
-    /// Puts the hypercall device on the port bus: the hvt machine's only
-    /// device.
+    /// Puts the hypercall device on the port bus, and the network ring's
+    /// kick port when the ring is offered: the hvt machine's only devices.
     pub(crate) fn attach_bus(
         self,
+        seccomp: ukvm_sandbox::SeccompMode,
+        vm: &VmFd,
         pio: &mut Bus,
         mem: GuestMemoryMmap,
         serial: Arc<Mutex<Serial>>,
     ) -> Result<()> {
-        let device = Hypercalls::new(mem, serial, self.blocks, self.nets);
+        let nets: Nets = self
+            .nets
+            .into_iter()
+            .map(|(h, d)| (h, Mutex::new(d)))
+            .collect();
+        let fault = Arc::default();
+        let port_err = |e: ukvm_devices::bus::Error| Error::Device(format!("port bus: {e}"));
+        if let Some(at) = self.params.net_ring {
+            let kick = KickPort::start(
+                vm,
+                mem.clone(),
+                at,
+                nets.clone(),
+                Arc::clone(&fault),
+                seccomp,
+            )
+            .map_err(|e| Error::Device(format!("hvt network ring: {e}")))?;
+            pio.insert(
+                u64::from(hvt::ring::KICK_PORT),
+                4,
+                Arc::new(Mutex::new(kick)),
+            )
+            .map_err(port_err)?;
+        }
+        let device = Hypercalls::new(mem, serial, self.blocks, nets, fault);
         // A 4-byte outl to the last call's port covers 3 more ports.
         pio.insert(
             u64::from(hvt::HYPERCALL_PIO_BASE),
             u64::from(hvt::HYPERCALL_MAX) + 3,
             Arc::new(Mutex::new(device)),
         )
-        .map_err(|e| Error::Device(format!("port bus: {e}")))
+        .map_err(port_err)
     }
 }
 

@@ -12,7 +12,7 @@ use ukvm_devices::Bus;
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
 /// An hvt guest and its attached devices.
-pub(crate) struct HvtMachine(Hvt);
+pub(crate) struct HvtMachine(Hvt, ukvm_sandbox::SeccompMode);
 
 impl HvtMachine {
     /// Reads the manifest and attaches `--disk`/`--net` to it.
@@ -24,8 +24,9 @@ impl HvtMachine {
             &cfg.cmdline,
             &cfg.disks,
             &cfg.nets,
+            cfg.hvt_net_ring,
         )
-        .map(HvtMachine)
+        .map(|hvt| HvtMachine(hvt, cfg.seccomp))
     }
 }
 
@@ -49,8 +50,13 @@ impl Machine for HvtMachine {
 
     fn attach(self: Box<Self>, wiring: Wiring<'_>) -> Result<Devices> {
         let mut pio = Bus::new();
-        self.0
-            .attach_bus(&mut pio, wiring.mem.clone(), wiring.serial)?;
+        self.0.attach_bus(
+            self.1,
+            wiring.vm,
+            &mut pio,
+            wiring.mem.clone(),
+            wiring.serial,
+        )?;
         Ok(Devices {
             pio,
             mmio: Bus::new(),
