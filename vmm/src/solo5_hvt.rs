@@ -22,6 +22,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 use ukvm::boot::hvt::{self, DeviceKind, Manifest};
 use ukvm::VmConfig;
+use ukvm_sandbox::{Jail, SeccompMode};
 
 /// The tender's exit status for its own errors.
 const STATUS_TENDER: u8 = 1;
@@ -234,7 +235,17 @@ impl Options {
                 hvt::MAX_MEM_SIZE
             )));
         }
-        let mut cfg = VmConfig::new().mem_mib(mem >> 20);
+        // Sandboxed as the ukvm command is by default (solo5-hvt drops its
+        // privileges with seccomp too).
+        let jail = Jail {
+            chroot: None,
+            user: None,
+            landlock: true,
+        };
+        let mut cfg = VmConfig::new()
+            .seccomp(SeccompMode::Kill)
+            .jail(jail)
+            .mem_mib(mem >> 20);
         for (name, file) in &self.blocks {
             // solo5-hvt opens every backing file read-write.
             let mut spec = format!("{name}={file},rw");
@@ -298,7 +309,7 @@ fn boot(prog: &str, cfg: VmConfig, signals: crate::signals::Blocked) -> ExitCode
             return ExitCode::from(STATUS_TENDER);
         }
     };
-    let received = signals.start(vm.stop_handle(), ukvm_sandbox::SeccompMode::Off);
+    let received = signals.start(vm.stop_handle(), SeccompMode::Kill);
     match vm.run() {
         Ok(ukvm::Exit::Stopped) => {
             let signal = received.get().unwrap_or(0);
