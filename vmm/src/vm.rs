@@ -283,6 +283,9 @@ impl Vm {
         let mode = std::mem::replace(&mut self.seccomp, ukvm_sandbox::SeccompMode::Off);
         let fds = sandbox_fds(&self.vcpu, &self.vm);
         ukvm_sandbox::seccomp::install(ukvm_sandbox::ThreadKind::Vcpu, mode, &fds)?;
+        if let Some(io) = self.io.as_mut() {
+            io.wait_filtered()?;
+        }
         let result = self.run_loop(gdb);
         if let Some((dir, layout)) = self.dumpcore.take() {
             crate::dumpcore::after_run(self, &result, &dir, layout);
