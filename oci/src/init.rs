@@ -69,10 +69,7 @@ fn prepare(dir: &Path) -> Result<UnixListener> {
                     std::io::Error::last_os_error(),
                 ));
             }
-            Command::new("ip")
-                .args(["link", "set", "lo", "up"])
-                .status()
-                .map_err(|e| Error::io("ip link set lo up", e))?;
+            network::loopback_up()?;
         }
         NetNs::Path(p) => {
             let ns = File::open(p)

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::unikernel::NetValues;
 use serde::Deserialize;
 use std::fs::File;
+use std::os::fd::FromRawFd;
 use std::os::unix::io::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -215,6 +216,35 @@ pub fn disconnect(netns: Option<&File>, tap: &str, iface: Option<&str>) {
     if let Some(i) = iface {
         let _ = run(netns, "tc", &["qdisc", "del", "dev", i, "ingress"]);
     }
+}
+
+/// Brings `lo` up in the current (new) namespace, as `ip link set lo up`
+/// would, without starting a process for it (SIOCGIFFLAGS/SIOCSIFFLAGS).
+pub fn loopback_up() -> Result<()> {
+    let fail = |op: &str| Error::io(format!("lo: {op}"), std::io::Error::last_os_error());
+    // SAFETY: a plain datagram socket, closed by OwnedFd below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(fail("socket"));
+    }
+    // SAFETY: fd is a new socket nothing else owns.
+    let sock = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain data; zeroed is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we own.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) != 0 {
+            return Err(fail("SIOCGIFFLAGS"));
+        }
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) != 0 {
+            return Err(fail("SIOCSIFFLAGS"));
+        }
+    }
+    Ok(())
 }
 
 /// Opens a network namespace file, if it still exists.

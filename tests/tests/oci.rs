@@ -43,6 +43,17 @@ fn lifecycle_of_a_guest_that_exits_with_7() {
         ["prestart", "createRuntime", "createContainer"]
     );
     assert_eq!(b.stdout(), "", "the guest must not run before start");
+    // The new network namespace has its loopback up, as runc leaves it.
+    let lo = std::process::Command::new("nsenter")
+        .arg(format!("--net=/proc/{pid}/ns/net"))
+        .args(["ip", "-br", "link", "show", "lo"])
+        .output()
+        .expect("nsenter (util-linux)");
+    let lo = String::from_utf8_lossy(&lo.stdout);
+    assert!(
+        lo.contains("LOOPBACK,UP"),
+        "lo in the container's namespace: {lo:?}"
+    );
 
     let o = rt.run(&["start", "c1"]);
     assert_eq!(o.status, Some(0), "start: {:?}", o.last_log);
