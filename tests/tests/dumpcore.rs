@@ -120,3 +120,33 @@ fn no_crash_no_core_and_bad_directories_are_refused() {
     assert_eq!(out.status, Some(240));
     assert!(out.stderr.contains("give --seccomp off"), "{}", out.stderr);
 }
+
+#[test]
+fn a_solo5_trap_core_starts_at_the_faulting_instruction() {
+    if !kvm_available() {
+        return;
+    }
+    // test_exception.hvt writes to an unmapped address: Solo5's trap
+    // handler aborts with its trap frame as the halt cookie, whose RIP the
+    // core takes (as solo5-hvt-debug does).
+    let dir = TempDir::new("core");
+    let kernel = shared_image("solo5", "test_exception.hvt");
+    let out = run(&kernel, &dir, &["--mem", "4"]);
+    assert_eq!(out.status, Some(255), "{}", out.stderr);
+    let trap_rip = out
+        .stdout
+        .split("rip=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no trap line: {}", out.stdout))
+        .to_string();
+    let files = cores(&dir.join(""));
+    assert_eq!(files.len(), 1, "{files:?}");
+    let gdb = gdb_on_core(&kernel, &files[0], &["bt", "print/x $pc"]);
+    let frame0 = gdb.lines().find(|l| l.starts_with("#0 ")).unwrap_or("");
+    assert!(frame0.ends_with("in solo5_app_main ()"), "{gdb}");
+    assert!(
+        gdb.contains(&format!("$1 = {trap_rip}")),
+        "trap rip {trap_rip}: {gdb}"
+    );
+}
