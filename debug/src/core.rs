@@ -11,7 +11,7 @@
 
 use crate::error::{Error, Result};
 use crate::regs::CpuState;
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
@@ -327,9 +327,11 @@ fn headers(class: Class, notes: &[u8], maps: &[Mapping]) -> (Vec<u8>, Vec<u64>) 
     (h, offsets)
 }
 
-/// Writes `out` as the core of a guest stopped with `state`.
-pub fn write(
-    out: &mut dyn Write,
+/// Writes `out` as the core of a guest stopped with `state`. Pages of
+/// zeros are skipped with a seek, so the file is sparse: on disk it takes
+/// about what the guest touched.
+pub fn write<W: Write + Seek>(
+    out: &mut W,
     mem: &GuestMemoryMmap,
     state: &CpuState,
     class: Class,
@@ -342,19 +344,27 @@ pub fn write(
     let notes = note(NT_PRSTATUS, &prstatus(class, state, signal));
     let (head, offsets) = headers(class, &notes, &maps);
     out.write_all(&head)?;
-    let mut written = head.len() as u64;
-    let mut buf = vec![0u8; 1 << 20];
+    let mut end = head.len() as u64;
+    let mut page = [0u8; 4096];
     for (m, off) in maps.iter().zip(offsets) {
-        out.write_all(&vec![0u8; (off - written) as usize])?;
         let mut done = 0;
         while done < m.len {
-            let n = (m.len - done).min(buf.len() as u64) as usize;
-            mem.read_slice(&mut buf[..n], GuestAddress(m.paddr + done))
+            let n = (m.len - done).min(page.len() as u64) as usize;
+            mem.read_slice(&mut page[..n], GuestAddress(m.paddr + done))
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
-            out.write_all(&buf[..n])?;
+            if page[..n].iter().any(|&b| b != 0) {
+                out.seek(SeekFrom::Start(off + done))?;
+                out.write_all(&page[..n])?;
+            }
             done += n as u64;
         }
-        written = off + m.len;
+        end = off + m.len;
+    }
+    // A trailing hole still counts in the file's length.
+    let len = out.seek(SeekFrom::End(0))?;
+    if len < end {
+        out.seek(SeekFrom::Start(end - 1))?;
+        out.write_all(&[0])?;
     }
     out.flush()
 }
@@ -484,8 +494,9 @@ mod tests {
         m.write_obj(0xDEAD_BEEFu32, GuestAddress(0x1234)).unwrap();
         let mut st = CpuState::default();
         st.regs.rip = 0x10_0020;
-        let mut out = Vec::new();
-        write(&mut out, &m, &st, Class::Elf64, 11).unwrap();
+        let mut cur = std::io::Cursor::new(Vec::new());
+        write(&mut cur, &m, &st, Class::Elf64, 11).unwrap();
+        let out = cur.into_inner();
         assert_eq!(&out[..4], b"\x7fELF");
         assert_eq!(u16::from_le_bytes([out[16], out[17]]), 4, "ET_CORE");
         assert_eq!(
@@ -505,8 +516,9 @@ mod tests {
         let desc = 64 + 2 * 56 + 20;
         let rip = u64::from_le_bytes(out[desc + 112 + 128..desc + 112 + 136].try_into().unwrap());
         assert_eq!(rip, 0x10_0020);
-        let mut out32 = Vec::new();
-        write(&mut out32, &m, &st, Class::Elf32, 11).unwrap();
+        let mut cur = std::io::Cursor::new(Vec::new());
+        write(&mut cur, &m, &st, Class::Elf32, 11).unwrap();
+        let out32 = cur.into_inner();
         assert_eq!(out32[4], 1, "ELFCLASS32");
         assert_eq!(u16::from_le_bytes([out32[18], out32[19]]), 3, "EM_386");
     }
