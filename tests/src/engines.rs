@@ -275,6 +275,16 @@ impl FileLock {
     }
 }
 
+/// Runs a closure when dropped: clean-up that must happen when a test's
+/// assertion fails half-way.
+pub struct OnDrop<F: FnMut()>(pub F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)();
+    }
+}
+
 /// A file that is removed when dropped.
 pub struct RemoveOnDrop(pub PathBuf);
 

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 use ukvm_tests::engines::{
     bridge_ports, free_udp_port, output, ping, require, run, udp_echo, unique, wait_for_line,
-    wait_until, Bridge, Daemon, FileLock, Image, RemoveOnDrop,
+    wait_until, Bridge, Daemon, FileLock, Image, OnDrop, RemoveOnDrop,
 };
 use ukvm_tests::oci::runtime_bin;
 use ukvm_tests::{is_root, kvm_available, TempDir};
@@ -117,6 +117,12 @@ fn containerd_ctr_runs_the_net_guest_with_cni() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("ctr run");
+    // A failing assertion must not leave the task (and its shim) running.
+    let _remove = OnDrop(|| {
+        drop(output(ctr().args(["task", "kill", "-s", "KILL", &id])));
+        drop(output(ctr().args(["task", "rm", "-f", &id])));
+        drop(output(ctr().args(["containers", "rm", &id])));
+    });
     wait_for_line(task.stdout.take().expect("stdout"), "ready", READY);
     let ip = format!("{net}.2");
     assert_eq!(ping(&ip, 3), 3, "ping {ip}");
@@ -221,6 +227,8 @@ fn podman_runs_the_net_guest_with_a_published_port() {
         &image.name,
     ]));
     let id = id.trim().to_string();
+    // A failing assertion must not leave the container running.
+    let _remove = OnDrop(|| drop(output(&mut podman(&["rm", "-f", &name]))));
     wait_until("the guest's ready line", READY, || {
         let logs = output(&mut podman(&["logs", &name]));
         String::from_utf8_lossy(&logs.stdout)
@@ -391,6 +399,8 @@ fn docker_runs_the_net_guest_with_a_published_port() {
         &image.name,
     ]));
     let id = id.trim().to_string();
+    // A failing assertion must not leave the container (and its shim) running.
+    let _remove = OnDrop(|| drop(output(&mut docker(&["rm", "-f", &name]))));
     wait_until("the guest's ready line", READY, || {
         let logs = output(&mut docker(&["logs", &name]));
         String::from_utf8_lossy(&logs.stdout)
@@ -420,8 +430,14 @@ fn docker_runs_the_net_guest_with_a_published_port() {
     assert_eq!(status.trim(), "143", "SIGTERM ends the guest with 143");
     run(&mut docker(&["rm", &name]));
     assert_eq!(bridge_ports(&tag), Vec::<String>::new(), "veth left");
-    let state = dir.join("exec/runtime-ukvm-oci/moby").join(&id);
-    assert!(!state.exists(), "runtime state left: {}", state.display());
+    // dockerd gives every runtime the root exec-root/runtime-runc/moby.
+    let root = dir.join("exec/runtime-runc/moby");
+    assert!(root.is_dir(), "no runtime root at {}", root.display());
+    assert!(
+        !root.join(&id).exists(),
+        "runtime state left in {}",
+        root.display()
+    );
     daemon.stop();
 }
 
