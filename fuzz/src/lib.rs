@@ -64,12 +64,8 @@ impl Report {
     }
 }
 
-/// Runs the one iteration seeded `seed` (from a failure report).
-pub fn replay(target: &mut dyn Target, seed: u64) -> Result<u64, String> {
-    target.one(&mut Rng::new(seed))
-}
-
-/// The seed of iteration `i` of a run seeded `seed`.
+/// The seed of iteration `i` of a run seeded `seed`. Iteration 0's is
+/// `seed` itself, so `--iterations 1 --seed S` replays a reported seed.
 pub fn iteration_seed(seed: u64, i: u64) -> u64 {
     seed ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }

@@ -37,10 +37,14 @@ fn parse() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        // Decimal, or hex with 0x as failures print their seeds.
         let num = |v: String| {
-            v.replace('_', "")
-                .parse::<u64>()
-                .map_err(|e| format!("{flag}: {e}"))
+            let v = v.replace('_', "");
+            match v.strip_prefix("0x") {
+                Some(hex) => u64::from_str_radix(hex, 16),
+                None => v.parse::<u64>(),
+            }
+            .map_err(|e| format!("{flag}: {e}"))
         };
         match flag.as_str() {
             "--iterations" => a.iterations = num(value()?)?,
