@@ -192,15 +192,7 @@ impl NetNs {
     /// Starts `program args...` (a monitor: ukvm under another name,
     /// solo5-hvt) inside the namespace.
     pub fn spawn(&self, program: &str, args: &[&str]) -> RunningGuest {
-        let child = self
-            .command(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn the monitor");
-        RunningGuest::new(child)
+        RunningGuest::spawn(self.command(program).args(args))
     }
 
     /// Floods `addr` with `count` pings (`ping -f`, optionally with a
@@ -244,14 +236,7 @@ impl NetNs {
             }
             None => self.command(ukvm.to_str().expect("utf-8 path")),
         };
-        let child = cmd
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn ukvm");
-        RunningGuest::new(child)
+        RunningGuest::spawn(cmd.args(args))
     }
 }
 
@@ -300,6 +285,17 @@ fn collect(r: impl std::io::Read + Send + 'static, into: Arc<Mutex<String>>) {
 }
 
 impl RunningGuest {
+    /// Starts `cmd` with its output collected.
+    fn spawn(cmd: &mut Command) -> RunningGuest {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the monitor");
+        RunningGuest::new(child)
+    }
+
     fn new(mut child: Child) -> RunningGuest {
         let stdout = Arc::new(Mutex::new(String::new()));
         let stderr = Arc::new(Mutex::new(String::new()));

@@ -93,6 +93,32 @@ fn assert_success(guest: &mut RunningGuest, via: Via) {
     );
 }
 
+/// One NIC at 10.0.0.2 in a fresh namespace: starts `kernel ARGS`, waits
+/// for its line starting with `ready`, floods it with pings (`pattern`),
+/// and asserts the replies and upstream's success. Returns the guest for
+/// the test's own checks.
+fn flood_one_nic(
+    via: Via,
+    kernel: &std::path::Path,
+    args: &[&str],
+    ready: &str,
+    pattern: Option<&str>,
+) -> RunningGuest {
+    let ns = NetNs::new();
+    let tap = ns.add_tap("10.0.0.1/24", 1500);
+    let nets = [("service0", tap.as_str())];
+    let mut guest = start(&ns, via, &nets, kernel.to_str().unwrap(), args);
+    line_starting(&guest, ready);
+    let got = ns.ping_flood("10.0.0.2", PINGS, pattern, FLOOD_LIMIT_S);
+    assert!(
+        enough(got, PINGS),
+        "{via:?}: {got} replies; stdout:\n{}",
+        guest.stdout()
+    );
+    assert_success(&mut guest, via);
+    guest
+}
+
 #[test]
 fn net_answers_a_ping_flood() {
     if !runnable() {
@@ -101,41 +127,25 @@ fn net_answers_a_ping_flood() {
     let dir = TempDir::new("solo5-net");
     let kernel = solo5::with_ping_limit(&dir, "test_net.hvt", 100_000, PINGS);
     for via in [Via::Ukvm, Via::Solo5Name, Via::UkvmNoRing] {
-        let ns = NetNs::new();
-        let tap = ns.add_tap("10.0.0.1/24", 1500);
-        let mut guest = start(
-            &ns,
-            via,
-            &[("service0", &tap)],
-            kernel.to_str().unwrap(),
-            &["limit"],
-        );
-        mac_of(&guest);
-        let got = ns.ping_flood("10.0.0.2", PINGS, None, FLOOD_LIMIT_S);
-        assert!(
-            enough(got, PINGS),
-            "{via:?}: {got} replies; stdout:\n{}",
-            guest.stdout()
-        );
-        assert_success(&mut guest, via);
+        flood_one_nic(via, &kernel, &["limit"], SERVING, None);
     }
 }
 
-/// The MAC the guest printed (solo5-hvt makes one up; ukvm derives it from
-/// the TAP's name).
-fn mac_of(guest: &RunningGuest) -> String {
+/// test_net's first line once it serves (a MAC follows: solo5-hvt makes
+/// one up, ukvm derives it from the TAP's name).
+const SERVING: &str = "[service0] Serving ping on 10.0.0.2, with MAC: ";
+
+/// Waits for the guest's first line starting with `prefix`; returns it.
+fn line_starting(guest: &RunningGuest, prefix: &str) -> String {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let out = guest.stdout();
-        if let Some(mac) = out
-            .lines()
-            .find_map(|l| l.strip_prefix("[service0] Serving ping on 10.0.0.2, with MAC: "))
-        {
-            return mac.to_string();
+        if let Some(line) = out.lines().find(|l| l.starts_with(prefix)) {
+            return line.to_string();
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "no 'Serving ping' line:\n{out}\n{}",
+            "no line starting {prefix:?}:\n{out}\n{}",
             guest.stderr()
         );
         std::thread::sleep(Duration::from_millis(20));
@@ -155,7 +165,7 @@ fn net_2if_answers_on_two_nics() {
         let tap1 = ns.add_tap("10.1.0.1/24", 1500);
         let nets = [("service0", tap0.as_str()), ("service1", tap1.as_str())];
         let mut guest = start(&ns, via, &nets, kernel.to_str().unwrap(), &["limit"]);
-        mac_of(&guest);
+        line_starting(&guest, SERVING);
         let (a, b) = std::thread::scope(|s| {
             let a = s.spawn(|| ns.ping_flood("10.0.0.2", PINGS / 2, None, FLOOD_LIMIT_S));
             let b = s.spawn(|| ns.ping_flood("10.1.0.2", PINGS / 2, None, FLOOD_LIMIT_S));
@@ -203,26 +213,13 @@ fn net_ring_keeps_every_payload_intact() {
     let dir = TempDir::new("solo5-ring");
     let kernel = solo5::with_ping_limit(&dir, "test_net_ring.hvt", 10_000, PINGS);
     for via in [Via::Ukvm, Via::Solo5Name] {
-        let ns = NetNs::new();
-        let tap = ns.add_tap("10.0.0.1/24", 1500);
-        let mut guest = start(
-            &ns,
+        let guest = flood_one_nic(
             via,
-            &[("service0", &tap)],
-            kernel.to_str().unwrap(),
+            &kernel,
             &[],
-        );
-        guest.wait_for(
             "Serving ping on 10.0.0.2, verifying payload pattern 0xdeadbeef",
-            Duration::from_secs(30),
+            Some("deadbeef"),
         );
-        let got = ns.ping_flood("10.0.0.2", PINGS, Some("deadbeef"), FLOOD_LIMIT_S);
-        assert!(
-            enough(got, PINGS),
-            "{via:?}: {got} replies; {}",
-            guest.stdout()
-        );
-        assert_success(&mut guest, via);
         assert!(
             guest
                 .stdout()
