@@ -174,6 +174,46 @@ fn block_writes_reach_a_raw_image_and_read_back() {
     assert!(data[2560..].iter().all(|&b| b == 0));
 }
 
+/// Hypercalls at the end of memory: a structure in the last 8 bytes and a
+/// one-byte buffer in the last byte work; a 512-byte read into the last
+/// byte ends the guest with the request named, and the image is untouched
+/// beyond what the guest wrote before.
+#[test]
+fn hypercalls_at_the_last_byte_of_memory() {
+    if !kvm_available() {
+        return;
+    }
+    let dir = TempDir::new("hvt-hostile");
+    let img = image(&dir, "storage.img");
+    let disk = format!("storage={}", img.display());
+    let out = run(&[
+        "--kernel",
+        &path("hvt-block"),
+        "--disk",
+        &disk,
+        "--",
+        "hostile",
+    ]);
+    assert_eq!(out.status, Some(246), "{out:?}");
+    let lines = out.lines();
+    for want in [
+        "! <- puts of the last byte",
+        "walltime in the last 8 bytes: set",
+        "block read into the last byte:",
+    ] {
+        assert!(lines.contains(&want), "no {want:?} in {lines:?}");
+    }
+    assert!(!out.stdout.contains("FAIL"), "{out:?}");
+    assert!(
+        out.stderr.contains("bad guest request") && out.stderr.contains("block read"),
+        "{}",
+        out.stderr
+    );
+    let data = std::fs::read(&img).unwrap();
+    assert_eq!(&data[512..2560], &pattern()[..]);
+    assert!(data[2560..].iter().all(|&b| b == 0));
+}
+
 #[test]
 fn block_writes_to_an_iso_are_refused() {
     if !kvm_available() {

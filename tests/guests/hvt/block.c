@@ -2,7 +2,9 @@
  * hvt block: writes a pattern to sectors 1..4 of block device "storage",
  * reads them back and compares; reads sector 0 and prints its first
  * bytes. Prints every call's result. Command line: ro (expect the write
- * to be refused), sectors=N.
+ * to be refused), sectors=N, hostile (then hypercalls whose structures
+ * and buffers sit at the last bytes of memory: the legal ones work, a
+ * block read into the last byte is refused and ends the guest).
  */
 #include "hvt.h"
 
@@ -42,5 +44,21 @@ void hvt_main(void)
     printf("past_end ret=%d\n", block(HC_BLOCK_READ, h, e->u.block.capacity, rbuf, 512));
     printf("unaligned ret=%d\n", block(HC_BLOCK_READ, h, 100, rbuf, 512));
     printf("bad_handle ret=%d\n", block(HC_BLOCK_READ, 9, 0, rbuf, 512));
+    if (cmdline_has("hostile")) {
+        u64 end = boot_info->mem_size;
+        volatile char *last = (volatile char *)(end - 1);
+        *last = '!';
+        volatile struct hc_puts p = { (const char *)last, 1 };
+        hypercall(HC_PUTS, &p);
+        puts(" <- puts of the last byte\n");
+        volatile struct hc_walltime *w = (volatile struct hc_walltime *)(end - 8);
+        w->nsecs = 0;
+        hypercall(HC_WALLTIME, w);
+        printf("walltime in the last 8 bytes: %s\n", w->nsecs ? "set" : "zero");
+        puts("block read into the last byte:\n");
+        block(HC_BLOCK_READ, h, 0, (void *)(end - 1), 512);
+        puts("FAIL: the read into the last byte was accepted\n");
+        halt(1);
+    }
     halt(0);
 }
