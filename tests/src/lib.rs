@@ -14,6 +14,7 @@ pub mod solo5;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Path of a test guest built from `tests/guests` (e.g. `"hello"`).
@@ -198,4 +199,29 @@ impl Drop for TempDir {
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// A serial console for library tests: what the guest wrote, shared with
+/// the test while the VM runs on another thread.
+#[derive(Clone, Default)]
+pub struct SerialBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for SerialBuffer {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl SerialBuffer {
+    /// Everything written so far, as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
 }

@@ -4,10 +4,10 @@
 
 use std::ffi::OsString;
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 use ukvm::{Exit, IrqChipKind, VmConfig};
-use ukvm_tests::{guest, kvm_available, run_ukvm, shared_image, Outcome, TempDir};
+use ukvm_tests::{guest, kvm_available, run_ukvm, shared_image, Outcome, SerialBuffer, TempDir};
 
 const PIT_HZ: f64 = 1_193_182.0;
 
@@ -357,26 +357,13 @@ fn solo5_test_time_virtio_sleeps_five_seconds_on_the_userspace_pit() {
     );
 }
 
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(data);
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn a_stop_wakes_a_guest_sleeping_in_hlt() {
     if !kvm_available() {
         return;
     }
     for kind in [IrqChipKind::Userspace, IrqChipKind::Kvm] {
-        let out = Buffer::default();
+        let out = SerialBuffer::default();
         let mut vm = VmConfig::new()
             .kernel_path(shared_image("solo5", "test_time.virtio"))
             .irqchip(kind)
@@ -386,7 +373,7 @@ fn a_stop_wakes_a_guest_sleeping_in_hlt() {
         let stop = vm.stop_handle();
         let runner = std::thread::spawn(move || vm.run());
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        let text = || String::from_utf8_lossy(&out.0.lock().unwrap()).into_owned();
+        let text = || out.text();
         while !text().contains("[5] Sleeping for one second...") {
             assert!(std::time::Instant::now() < deadline, "{kind:?}: {}", text());
             std::thread::sleep(Duration::from_millis(5));

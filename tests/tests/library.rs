@@ -1,35 +1,14 @@
 //! The library API: builder -> build -> run -> typed exit, with the serial
 //! console going to a caller-provided writer.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use ukvm::{CrashKind, Error, Exit, SeccompMode, VmConfig};
-use ukvm_tests::{guest, kvm_available};
-
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(data);
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Buffer {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
+use ukvm_tests::{guest, kvm_available, SerialBuffer};
 
 /// Boots `name` with the seccomp filters on, as the `ukvm` command does.
 /// The vCPU filter stays on the thread that ran the VM, so that is a
 /// thread of its own, not the test's.
 fn boot(name: &str, cmdline: &str) -> (Result<Exit, Error>, String) {
-    let out = Buffer::default();
+    let out = SerialBuffer::default();
     let mut vm = VmConfig::new()
         .kernel_path(guest(name))
         .cmdline(cmdline)
@@ -83,7 +62,7 @@ fn library_users_name_the_kernel_for_the_multiboot_command_line() {
     if !kvm_available() {
         return;
     }
-    let out = Buffer::default();
+    let out = SerialBuffer::default();
     let mut vm = VmConfig::new()
         .kernel_path(guest("hello"))
         .kernel_name("nginx.bin")
@@ -122,7 +101,7 @@ fn kernel_bytes_and_elf64_kludge_images_boot() {
     }
     let image = std::fs::read(guest("hello64")).unwrap();
     assert_eq!(image[4], 2, "hello64 is ELF64");
-    let out = Buffer::default();
+    let out = SerialBuffer::default();
     let mut vm = VmConfig::new()
         .kernel_bytes("hello64", image)
         .cmdline("exit=9")
@@ -161,7 +140,7 @@ fn build_validates_before_creating_a_vm() {
 }
 
 /// Waits up to a minute for `text` in the guest's output.
-fn wait_for(out: &Buffer, text: &str) {
+fn wait_for(out: &SerialBuffer, text: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !out.text().contains(text) {
         assert!(
@@ -178,7 +157,7 @@ fn a_stop_handle_ends_a_spinning_guest_from_another_thread() {
     if !kvm_available() {
         return;
     }
-    let out = Buffer::default();
+    let out = SerialBuffer::default();
     // ~1 hour of ring-0 loop here: only the stop can end this run.
     let mut vm = VmConfig::new()
         .kernel_path(guest("grind"))
@@ -210,7 +189,7 @@ fn a_stop_before_run_returns_at_once_and_stays_requested() {
     if !kvm_available() {
         return;
     }
-    let out = Buffer::default();
+    let out = SerialBuffer::default();
     let mut vm = VmConfig::new()
         .kernel_path(guest("hello"))
         .mem_mib(32)
