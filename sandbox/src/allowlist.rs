@@ -234,6 +234,7 @@ pub static VCPU: &[Allowed] = &[
     allow(Sysno::ppoll, Pin::Any, "hvt poll hypercall waits on the TAPs; hlt sleeps until an interrupt"),
     allow(Sysno::clone, Pin::Arg(0, (libc::CLONE_VM | libc::SIGCHLD) as u64), "fast exit: a helper that tears the VM down after we exit"),
     allow(Sysno::close_range, Pin::Any, "fast exit: the helper closes every fd"),
+    allow(Sysno::pipe2, Pin::Arg(1, libc::O_CLOEXEC as u64), "fast exit: the helper waits on a pipe for our exit"),
     allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_SET_GUEST_DEBUG), "--gdb: breakpoints, single-step"),
     allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_GET_FPU), "--gdb: x87/SSE registers"),
     allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_SET_FPU), "--gdb: x87/SSE registers"),

@@ -13,7 +13,17 @@
 //! alive until the helper is gone, so our own exit drops references only,
 //! and the teardown happens in the helper's exit, after our parent has
 //! reaped us. The helper holds no fds: nothing (a pipe, a TAP device, a
-//! disk image) stays open on our behalf.
+//! disk image) stays open on our behalf, except the read end of a pipe
+//! whose only writer is us.
+//!
+//! The helper must outlive our exit: if it is gone first, our own exit
+//! drops the last reference to the address space and we pay the teardown
+//! after all (measured: a guest with one disk, whose ioeventfds make the
+//! teardown wait ~12 ms for SRCU, exited after 16 ms in most runs and
+//! 3.2 ms in the few where the helper lost the race). So it blocks on that
+//! pipe until the kernel closes our write end, which happens in our exit
+//! after our address space has been let go (`exit_mm` precedes
+//! `exit_files`).
 
 use std::io::Write;
 
@@ -27,6 +37,12 @@ pub fn exit_detached<T>(keep: T, status: i32) -> ! {
     let _ = std::io::stderr().flush();
     // The helper runs on this stack after we are gone: never freed.
     let stack = Box::leak(vec![0u8; HELPER_STACK].into_boxed_slice());
+    let mut pipe = [-1i32; 2];
+    // SAFETY: pipe2 writes two fds into the array it is given. On failure
+    // the helper sees -1 and exits at once (the old race, still correct).
+    unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) };
+    // The helper's argument: the read end, passed by value in the pointer.
+    let arg = pipe[0] as isize as *mut libc::c_void;
     // SAFETY: the helper shares our memory, runs on its own stack (16-byte
     // aligned top, inside the leaked allocation) and only makes raw system
     // calls, touching no state of ours. If clone fails we simply exit
@@ -37,7 +53,7 @@ pub fn exit_detached<T>(keep: T, status: i32) -> ! {
             helper,
             top as *mut libc::c_void,
             libc::CLONE_VM | libc::SIGCHLD,
-            std::ptr::null_mut(),
+            arg,
         );
     }
     // Dropping the VM would close it here and now; the kernel drops our
@@ -47,17 +63,37 @@ pub fn exit_detached<T>(keep: T, status: i32) -> ! {
     unsafe { libc::_exit(status) }
 }
 
-/// The helper: close every inherited fd (whoever reads our stdout waits
-/// for all its writers), then exit, which releases the address space and
+/// The helper: close every inherited fd but the pipe's read end (whoever
+/// reads our stdout waits for all its writers), wait for end-of-file on
+/// it, i.e. for our exit, then exit, which releases the address space and
 /// with it the VM.
-extern "C" fn helper(_: *mut libc::c_void) -> libc::c_int {
-    // SAFETY: plain system calls on the helper's own fd table.
+extern "C" fn helper(arg: *mut libc::c_void) -> libc::c_int {
+    let keep = arg as isize as i32;
+    // SAFETY: plain system calls on the helper's own fd table and a
+    // one-byte buffer on its own stack.
     unsafe {
-        if libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) != 0 {
+        let closed = if keep < 0 {
+            libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32)
+        } else {
+            let keep = keep as u32;
+            let low = if keep > 0 {
+                libc::syscall(libc::SYS_close_range, 0u32, keep - 1, 0u32)
+            } else {
+                0
+            };
+            low | libc::syscall(libc::SYS_close_range, keep + 1, u32::MAX, 0u32)
+        };
+        if closed != 0 {
             // Kernels before 5.9: at least let go of the standard streams.
             for fd in 0..3 {
                 libc::close(fd);
             }
+        }
+        if keep >= 0 {
+            let mut byte = 0u8;
+            // Returns 0 (end of file) once our exit has closed the write
+            // end; EINTR cannot happen (the helper handles no signals).
+            libc::syscall(libc::SYS_read, keep, &mut byte as *mut u8, 1usize);
         }
         libc::syscall(libc::SYS_exit, 0);
     }
