@@ -34,19 +34,8 @@ for f in "$SOLO5/solo5-hvt" "$SOLO5/test_net.hvt"; do
 done
 NS=ukvm-hvtbench-$$
 TAP=ukh$$
-OUT=$(mktemp -d)
-VMPID=
-cleanup() {
-    [ -n "$VMPID" ] && kill "$VMPID" 2>/dev/null || true
-    ip netns del "$NS" 2>/dev/null || true
-    rm -rf "$OUT"
-}
-trap cleanup EXIT INT TERM
-ip netns add "$NS"
-ip -n "$NS" link set lo up
-ip -n "$NS" tuntap add "$TAP" mode tap
-ip -n "$NS" addr add 10.0.0.1/24 dev "$TAP"
-ip -n "$NS" link set "$TAP" up
+. "$(dirname "$0")/bench-netns.sh"
+bench_netns 10.0.0.1/24
 
 MONITORS="ukvm-ring ukvm-hc solo5-hvt"
 command_for() {

@@ -40,18 +40,8 @@ ARGS_B=${ARGS_B:-}
 ARGS_C=${ARGS_C:-}
 NS=ukvm-bench-$$
 TAP=ukb$$
-OUT=$(mktemp -d)
-cleanup() {
-    [ -n "${VMPID:-}" ] && kill "$VMPID" 2>/dev/null || true
-    ip netns del "$NS" 2>/dev/null || true
-    rm -rf "$OUT"
-}
-trap cleanup EXIT INT TERM
-ip netns add "$NS"
-ip -n "$NS" link set lo up
-ip -n "$NS" tuntap add "$TAP" mode tap
-ip -n "$NS" addr add 10.9.0.1/24 dev "$TAP"
-ip -n "$NS" link set "$TAP" up
+. "$(dirname "$0")/bench-netns.sh"
+bench_netns 10.9.0.1/24
 
 cat > "$OUT/udp.py" <<'PY'
 import os, socket, sys, time
