@@ -6,7 +6,7 @@
 //! guest's problem: the call fails with the ABI's error code.
 
 use super::net::{self, Nets, Recv, MAX_FRAME};
-use std::os::unix::io::RawFd;
+use std::os::unix::io::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ukvm_boot::hvt::{call, HYPERCALL_MAX};
@@ -14,6 +14,7 @@ use ukvm_devices::bus::{self, le_value, BusDevice, Event, GuestFault};
 use ukvm_devices::serial::Serial;
 use ukvm_virtio_blk::{Disk, SECTOR_SIZE};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vmm_sys_util::eventfd::EventFd;
 
 /// `solo5_result_t` values.
 const R_OK: u32 = 0;
@@ -49,6 +50,10 @@ pub(crate) struct Hypercalls {
     /// A fault the network ring thread found; the next hypercall ends the
     /// guest with it.
     ring_fault: Arc<OnceLock<GuestFault>>,
+    /// The vCPU kick's eventfd: the poll hypercall also waits on it, so a
+    /// stop (SIGTERM) or a gdb Ctrl-C that lands just before the wait
+    /// does not sit out the guest's timeout.
+    wake: Option<EventFd>,
 }
 
 type CallResult = Result<(), GuestFault>;
@@ -75,7 +80,15 @@ impl Hypercalls {
             nets,
             poll_fds,
             ring_fault,
+            wake: None,
         }
+    }
+
+    /// Makes the poll hypercall return early when `wake` is written (the
+    /// vCPU kick's eventfd; see `crate::kick`).
+    pub(crate) fn wake_on(mut self, wake: EventFd) -> Self {
+        self.wake = Some(wake);
+        self
     }
 
     /// Checks that `[addr, addr + len)` is guest RAM.
@@ -151,6 +164,14 @@ impl Hypercalls {
                 revents: 0,
             })
             .collect();
+        let taps = fds.len();
+        if let Some(wake) = &self.wake {
+            fds.push(libc::pollfd {
+                fd: wake.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
         let ts = libc::timespec {
             tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
             tv_nsec: timeout.subsec_nanos() as libc::c_long,
@@ -166,6 +187,12 @@ impl Hypercalls {
                 std::ptr::null(),
             )
         };
+        let woken = fds[taps..].iter().any(|fd| fd.revents != 0);
+        if let (true, Some(wake)) = (woken, &self.wake) {
+            // The vCPU loop looks at why it was kicked when this returns;
+            // the count only has to go, or every later poll returns at once.
+            let _ = wake.read();
+        }
         let mut ready = 0u64;
         for ((handle, _), fd) in self.poll_fds.iter().zip(&fds) {
             if fd.revents & libc::POLLIN != 0 && *handle < 64 {
@@ -173,8 +200,9 @@ impl Hypercalls {
             }
         }
         self.write_u64(gpa + 8, ready);
-        // An interrupted wait (a signal) reports nothing ready.
-        self.write_u32(gpa + 16, n.max(0) as u32);
+        // An interrupted wait (a signal, a kick) reports nothing ready.
+        let n = (n.max(0) as u32).saturating_sub(u32::from(woken));
+        self.write_u32(gpa + 16, n);
         Ok(())
     }
 
@@ -422,5 +450,31 @@ mod tests {
         assert_eq!(call(&mut hc, call::POLL, 0x1000), None);
         assert!(start.elapsed() >= Duration::from_millis(20));
         assert_eq!(hc.read_u64(0x1008), 0);
+    }
+
+    #[test]
+    fn a_kick_before_the_poll_ends_it_and_is_consumed() {
+        let wake = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        let (hc, _) = device();
+        let mut hc = hc.wake_on(wake.try_clone().unwrap());
+        // A stop that lands between the guest's exit and the wait: without
+        // the eventfd in the poll set this would wait the full 60 s.
+        wake.write(1).unwrap();
+        hc.write_u64(0x1000, 60_000_000_000);
+        hc.write_u32(0x1010, 7);
+        let start = std::time::Instant::now();
+        assert_eq!(call(&mut hc, call::POLL, 0x1000), None);
+        assert!(start.elapsed() < Duration::from_secs(30));
+        assert_eq!(hc.read_u64(0x1008), 0, "nothing ready");
+        assert_eq!(
+            hc.mem.read_obj::<u32>(GuestAddress(0x1010)).unwrap(),
+            0,
+            "the kick is not counted as a ready device"
+        );
+        // Consumed: the next poll waits for its timeout again.
+        hc.write_u64(0x1000, 20_000_000);
+        let start = std::time::Instant::now();
+        call(&mut hc, call::POLL, 0x1000);
+        assert!(start.elapsed() >= Duration::from_millis(20));
     }
 }

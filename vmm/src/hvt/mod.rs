@@ -26,6 +26,7 @@ use ukvm_devices::Bus;
 use ukvm_virtio_blk::{Disk, DiskSpec, SECTOR_SIZE};
 use ukvm_virtio_net::{NetSpec, Tap};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
+use vmm_sys_util::eventfd::EventFd;
 
 /// An hvt guest's manifest and the devices attached to it.
 pub(crate) struct Hvt {
@@ -273,6 +274,7 @@ impl Hvt {
         pio: &mut Bus,
         mem: GuestMemoryMmap,
         serial: Arc<Mutex<Serial>>,
+        wake: EventFd,
     ) -> Result<()> {
         let nets: Nets = self
             .nets
@@ -298,7 +300,7 @@ impl Hvt {
             )
             .map_err(port_err)?;
         }
-        let device = Hypercalls::new(mem, serial, self.blocks, nets, fault);
+        let device = Hypercalls::new(mem, serial, self.blocks, nets, fault).wake_on(wake);
         // A 4-byte outl to the last call's port covers 3 more ports.
         pio.insert(
             u64::from(hvt::HYPERCALL_PIO_BASE),

@@ -3,7 +3,7 @@
 
 use super::{Devices, Machine, Wiring};
 use crate::config::VmConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::hvt::Hvt;
 use crate::interrupts;
 use kvm_ioctls::VcpuFd;
@@ -50,12 +50,18 @@ impl Machine for HvtMachine {
 
     fn attach(self: Box<Self>, wiring: Wiring<'_>) -> Result<Devices> {
         let mut pio = Bus::new();
+        let wake = wiring
+            .kicker
+            .wake_fd()
+            .try_clone()
+            .map_err(|e| Error::Device(format!("vCPU kick: {e}")))?;
         self.0.attach_bus(
             self.1,
             wiring.vm,
             &mut pio,
             wiring.mem.clone(),
             wiring.serial,
+            wake,
         )?;
         Ok(Devices {
             pio,
