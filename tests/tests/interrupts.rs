@@ -21,6 +21,16 @@ fn timing_turn() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// A 4 KiB zeroed disk image in a directory of its own (removed when the
+/// returned guard drops), and its path as `--disk` takes it.
+fn scratch_disk(tag: &str) -> (TempDir, String) {
+    let dir = TempDir::new(tag);
+    let img = dir.join("d.img");
+    std::fs::write(&img, vec![0u8; 4096]).expect("write the disk image");
+    let disk = img.display().to_string();
+    (dir, disk)
+}
+
 fn run(name: &str, cmdline: &str, extra: &[&str]) -> Outcome {
     let mut args: Vec<OsString> = vec![
         "--kernel".into(),
@@ -169,10 +179,7 @@ fn halting_with_interrupts_off_ends_the_run_even_with_a_device() {
     if !kvm_available() {
         return;
     }
-    let dir = TempDir::new("halt-disk");
-    let img = dir.join("d.img");
-    std::fs::write(&img, vec![0u8; 4096]).unwrap();
-    let disk = img.display().to_string();
+    let (_dir, disk) = scratch_disk("halt-disk");
     // IF is clear: nothing may wake it, whatever the PIC holds.
     let out = run("halt", "", &["--disk", &disk]);
     assert_eq!(out.status, Some(0), "{out:?}");
@@ -186,10 +193,7 @@ fn a_device_interrupt_reaches_the_guest_through_the_userspace_pic_under_seccomp(
     if !kvm_available() {
         return;
     }
-    let dir = TempDir::new("irq-blk");
-    let img = dir.join("d.img");
-    std::fs::write(&img, vec![0u8; 4096]).unwrap();
-    let disk = img.display().to_string();
+    let (_dir, disk) = scratch_disk("irq-blk");
     // The I/O thread raises the line and kicks the halted vCPU.
     let out = run("blk", "mode=irq", &["--disk", &disk, "--seccomp", "on"]);
     assert_eq!(out.status, Some(0), "{out:?}");
@@ -242,10 +246,7 @@ fn a_device_interrupt_reaches_a_guest_that_spins() {
     if !kvm_available() {
         return;
     }
-    let dir = TempDir::new("irq-spin");
-    let img = dir.join("d.img");
-    std::fs::write(&img, vec![0u8; 4096]).unwrap();
-    let disk = img.display().to_string();
+    let (_dir, disk) = scratch_disk("irq-spin");
     for irqchip in ["userspace", "kvm"] {
         let out = run(
             "blk",
