@@ -29,6 +29,8 @@
 mod allow;
 mod cpu;
 mod exec;
+#[cfg(any(test, feature = "fake-cpu"))]
+pub mod fake_cpu;
 pub mod host;
 mod paging;
 #[cfg(test)]

@@ -14,51 +14,7 @@ const CR4_OSFXSR: u64 = 1 << 9;
 const CR4_OSXMMEXCPT: u64 = 1 << 10;
 pub(crate) const CR4_OSXSAVE: u64 = 1 << 18;
 
-pub(crate) struct FakeCpu {
-    pub(crate) regs: kvm_regs,
-    pub(crate) sregs: kvm_sregs,
-    pub(crate) xsave: kvm_xsave,
-    pub(crate) xcr0: u64,
-    pub(crate) xss: u64,
-    pub(crate) events: Vec<Event>,
-}
-
-impl GuestCpu for FakeCpu {
-    fn regs(&mut self) -> Result<kvm_regs, CpuError> {
-        Ok(self.regs)
-    }
-    fn set_regs(&mut self, regs: &kvm_regs) -> Result<(), CpuError> {
-        self.regs = *regs;
-        Ok(())
-    }
-    fn sregs(&mut self) -> Result<kvm_sregs, CpuError> {
-        Ok(self.sregs)
-    }
-    fn xsave(&mut self) -> Result<kvm_xsave, CpuError> {
-        Ok(copy(&self.xsave))
-    }
-    fn set_xsave(&mut self, xsave: &kvm_xsave) -> Result<(), CpuError> {
-        self.xsave = copy(xsave);
-        Ok(())
-    }
-    fn xcr0(&mut self) -> Result<u64, CpuError> {
-        Ok(self.xcr0)
-    }
-    fn xss(&mut self) -> Result<u64, CpuError> {
-        Ok(self.xss)
-    }
-    fn inject(&mut self, event: Event) -> Result<(), CpuError> {
-        self.events.push(event);
-        Ok(())
-    }
-}
-
-fn copy(x: &kvm_xsave) -> kvm_xsave {
-    kvm_xsave {
-        region: x.region,
-        ..Default::default()
-    }
-}
+pub(crate) use crate::fake_cpu::{copy_xsave as copy, FakeCpu};
 
 /// A flat 32-bit protected-mode vCPU with SSE enabled, no paging.
 pub(crate) fn cpu32() -> FakeCpu {

@@ -7,51 +7,11 @@
 
 use crate::{signature, Rng, Target};
 use kvm_bindings::{kvm_regs, kvm_sregs, kvm_xsave};
-use ukvm_emulator::{CpuError, Emulator, Event, GuestCpu};
+use ukvm_emulator::fake_cpu::FakeCpu;
+use ukvm_emulator::Emulator;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 const MEM: u64 = 4 << 20;
-
-struct FakeCpu {
-    regs: kvm_regs,
-    sregs: kvm_sregs,
-    xsave: kvm_xsave,
-    xcr0: u64,
-    events: u64,
-}
-
-impl GuestCpu for FakeCpu {
-    fn regs(&mut self) -> Result<kvm_regs, CpuError> {
-        Ok(self.regs)
-    }
-    fn set_regs(&mut self, regs: &kvm_regs) -> Result<(), CpuError> {
-        self.regs = *regs;
-        Ok(())
-    }
-    fn sregs(&mut self) -> Result<kvm_sregs, CpuError> {
-        Ok(self.sregs)
-    }
-    fn xsave(&mut self) -> Result<kvm_xsave, CpuError> {
-        Ok(kvm_xsave {
-            region: self.xsave.region,
-            ..Default::default()
-        })
-    }
-    fn set_xsave(&mut self, xsave: &kvm_xsave) -> Result<(), CpuError> {
-        self.xsave.region = xsave.region;
-        Ok(())
-    }
-    fn xcr0(&mut self) -> Result<u64, CpuError> {
-        Ok(self.xcr0)
-    }
-    fn xss(&mut self) -> Result<u64, CpuError> {
-        Ok(0)
-    }
-    fn inject(&mut self, _event: Event) -> Result<(), CpuError> {
-        self.events += 1;
-        Ok(())
-    }
-}
 
 /// The instruction-completion target.
 pub struct Insn {
@@ -172,7 +132,8 @@ impl Target for Insn {
             sregs,
             xsave,
             xcr0: [1, 3, 7][rng.below(3) as usize],
-            events: 0,
+            xss: 0,
+            events: Vec::new(),
         };
         let insn = bytes(rng, mode == 2);
         let kvm_bytes = if rng.one_in(8) {
@@ -192,7 +153,7 @@ impl Target for Insn {
                 let transfer = format!("{:?}", done.mnemonic).starts_with("Iret");
                 if !transfer
                     && done.event.is_none()
-                    && cpu.events == 0
+                    && cpu.events.is_empty()
                     && !(1..=15).contains(&moved)
                 {
                     return Err(format!(
