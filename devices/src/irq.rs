@@ -46,6 +46,15 @@ impl IrqTrigger {
         IrqTrigger(Line::Call(edge))
     }
 
+    /// The eventfd the line signals, if it is one (the sandbox lets the
+    /// threads that raise it write it).
+    pub fn fd(&self) -> Option<std::os::fd::RawFd> {
+        match &self.0 {
+            Line::EventFd(fd) => Some(std::os::fd::AsRawFd::as_raw_fd(fd)),
+            Line::Call(_) | Line::None => None,
+        }
+    }
+
     /// Raises the interrupt.
     pub fn trigger(&self) -> io::Result<()> {
         match &self.0 {

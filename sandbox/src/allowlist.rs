@@ -57,15 +57,28 @@ impl fmt::Display for ThreadKind {
     }
 }
 
-/// Which fd an ioctl is pinned to.
+/// Which fds a call's fd argument (argument 0) is pinned to: the fds of
+/// that role in the thread's [`crate::Fds`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FdRole {
     /// The vCPU fd.
     Vcpu,
     /// The VM fd.
     Vm,
-    /// Any fd (TAP ioctls: the request number is still pinned).
+    /// Any fd (the terminal ioctls: the request number is still pinned).
     Any,
+    /// stderr, the serial console's output, a `--timings` file.
+    Output,
+    /// eventfds: queue notifications, kicks, stop requests, irqfds.
+    Events,
+    /// TAP devices.
+    Taps,
+    /// Disk images.
+    Disks,
+    /// Outside input: the console's input, the stop signals' signalfd.
+    Input,
+    /// The gdb connection.
+    Gdb,
 }
 
 /// How a system call's arguments are pinned.
@@ -77,6 +90,8 @@ pub enum Pin {
     Ioctl(FdRole, u64),
     /// Argument `index` (0-based, 32-bit compare) equals `value`.
     Arg(u8, u64),
+    /// Argument 0 is one of the thread's fds of this role.
+    Fd(FdRole),
     /// `tgkill(our pid, any thread, SIGRTMIN)`: the vCPU kick, to a
     /// thread of this process only.
     Kick,
@@ -169,7 +184,7 @@ pub mod ioctl {
 }
 
 use ioctl::*;
-use FdRole::{Any as AnyFd, Vcpu as VcpuFd, Vm as VmFd};
+use FdRole::{Any as AnyFd, Disks, Events, Gdb, Input, Output, Taps, Vcpu as VcpuFd, Vm as VmFd};
 
 const PRIVATE_ANON: u64 = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
 
@@ -185,19 +200,15 @@ pub static COMMON: &[Allowed] = &[
     allow(Sysno::madvise, Pin::Arg(2, libc::MADV_DONTNEED as u64), "free() and thread exit return memory"),
     allow(Sysno::clock_gettime, Pin::Any, "timings and hvt clocks when the vDSO falls back"),
     allow(Sysno::sched_yield, Pin::Any, "lock back-off"),
-    allow(Sysno::read, Pin::Any, "eventfds, TAP frames"),
-    allow(Sysno::readv, Pin::Any, "TAP frames into guest buffers"),
-    allow(Sysno::write, Pin::Any, "serial console, stderr, eventfds, TAP frames"),
-    allow(Sysno::writev, Pin::Any, "TAP frames from guest buffers"),
-    allow(Sysno::preadv, Pin::Any, "disk reads into guest buffers"),
-    allow(Sysno::pwritev, Pin::Any, "disk writes from guest buffers"),
-    allow(Sysno::fdatasync, Pin::Any, "disk flush requests"),
+    allow(Sysno::read, Pin::Fd(Events), "eventfds: queue notifications, kicks, stop requests"),
+    allow(Sysno::write, Pin::Fd(Events), "eventfds: kicks, stop requests, interrupts, queue notifications"),
+    allow(Sysno::write, Pin::Fd(Output), "stderr (warnings, this filter's message), the serial console, a --timings file"),
     allow(Sysno::ioctl, Pin::Ioctl(VmFd, KVM_IRQ_LINE), "PCI INTx interrupt lines"),
     allow(Sysno::tgkill, Pin::Kick, "kicks the vCPU thread out of KVM_RUN (SIGRTMIN, this process only)"),
     allow(Sysno::getpid, Pin::Any, "pthread_kill (the kick from a stop request) asks for the pid before tgkill"),
     allow(Sysno::ioctl, Pin::Ioctl(AnyFd, TCGETS), "reads the host terminal's mode before restoring it (isatty)"),
     allow(Sysno::ioctl, Pin::Ioctl(AnyFd, TCSETS), "restores the host terminal's mode (Ctrl-A x, exit, a fatal signal)"),
-    allow(Sysno::close, Pin::Any, "teardown"),
+    allow(Sysno::close, Pin::Any, "teardown (closing only takes access away: not pinned)"),
     allow(Sysno::fcntl, Pin::Arg(1, libc::F_GETFD as u64), "debug builds check an fd before closing it"),
     allow(Sysno::rt_sigreturn, Pin::Any, "return from signal handlers"),
     allow(Sysno::rt_sigprocmask, Pin::Any, "thread exit blocks signals"),
@@ -227,14 +238,20 @@ pub static VCPU: &[Allowed] = &[
     allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_SET_XSAVE), "instruction completion (SSE state)"),
     allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_GET_XCRS), "instruction completion (XCR0)"),
     allow(Sysno::ioctl, Pin::Ioctl(VmFd, KVM_CHECK_EXTENSION), "instruction completion asks for KVM_CAP_SYNC_REGS"),
-    allow(Sysno::ioctl, Pin::Ioctl(AnyFd, TUNSETVNETHDRSZ), "virtio-net DRIVER_OK sets the TAP's header length"),
-    allow(Sysno::ioctl, Pin::Ioctl(AnyFd, TUNSETOFFLOAD), "virtio-net DRIVER_OK sets the TAP's offloads"),
+    allow(Sysno::ioctl, Pin::Ioctl(Taps, TUNSETVNETHDRSZ), "virtio-net DRIVER_OK sets the TAP's header length"),
+    allow(Sysno::ioctl, Pin::Ioctl(Taps, TUNSETOFFLOAD), "virtio-net DRIVER_OK sets the TAP's offloads"),
+    allow(Sysno::read, Pin::Fd(Taps), "hvt net read hypercall: a frame, then copied into guest memory"),
+    allow(Sysno::writev, Pin::Fd(Taps), "hvt net write hypercall: a frame from guest memory"),
+    allow(Sysno::preadv, Pin::Fd(Disks), "hvt block read hypercall"),
+    allow(Sysno::pwritev, Pin::Fd(Disks), "hvt block write hypercall"),
     allow(Sysno::mprotect, Pin::Arg(2, (libc::PROT_READ | libc::PROT_WRITE) as u64), "instruction completion writes its code page"),
     allow(Sysno::mprotect, Pin::Arg(2, (libc::PROT_READ | libc::PROT_EXEC) as u64), "instruction completion runs its code page"),
-    allow(Sysno::ppoll, Pin::Any, "hvt poll hypercall waits on the TAPs; hlt sleeps until an interrupt"),
+    allow(Sysno::ppoll, Pin::Any, "hvt poll hypercall waits on the TAPs; hlt sleeps until an interrupt; the fast-exit helper waits for our exit (fds in memory: not pinnable)"),
     allow(Sysno::clone, Pin::Arg(0, (libc::CLONE_VM | libc::SIGCHLD) as u64), "fast exit: a helper that tears the VM down after we exit"),
     allow(Sysno::close_range, Pin::Any, "fast exit: the helper closes every fd"),
     allow(Sysno::pipe2, Pin::Arg(1, libc::O_CLOEXEC as u64), "fast exit: the helper waits on a pipe for our exit"),
+    allow(Sysno::read, Pin::Fd(Gdb), "--gdb: packets from gdb"),
+    allow(Sysno::write, Pin::Fd(Gdb), "--gdb: packets to gdb"),
     allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_SET_GUEST_DEBUG), "--gdb: breakpoints, single-step"),
     allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_GET_FPU), "--gdb: x87/SSE registers"),
     allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_SET_FPU), "--gdb: x87/SSE registers"),
@@ -248,12 +265,20 @@ pub static IO: &[Allowed] = &[
     allow(Sysno::epoll_ctl, Pin::Arg(1, libc::EPOLL_CTL_ADD as u64), "a device (re)activated starts watching its fds"),
     allow(Sysno::epoll_ctl, Pin::Arg(1, libc::EPOLL_CTL_DEL as u64), "a failed TAP or a reset device stops being watched"),
     allow(Sysno::epoll_ctl, Pin::Arg(1, libc::EPOLL_CTL_MOD as u64), "a device changes what it waits for (TX backpressure)"),
+    allow(Sysno::readv, Pin::Fd(Taps), "virtio-net: received frames into guest buffers"),
+    allow(Sysno::read, Pin::Fd(Taps), "the hvt network ring's thread receives a frame"),
+    allow(Sysno::writev, Pin::Fd(Taps), "virtio-net: frames from guest buffers"),
+    allow(Sysno::preadv, Pin::Fd(Disks), "virtio-blk: disk reads into guest buffers"),
+    allow(Sysno::pwritev, Pin::Fd(Disks), "virtio-blk: disk writes from guest buffers"),
+    allow(Sysno::fdatasync, Pin::Fd(Disks), "virtio-blk: flush requests"),
 ];
 
 /// The console input thread.
 #[rustfmt::skip]
 pub static CONSOLE: &[Allowed] = &[
-    allow(Sysno::ppoll, Pin::Any, "waits for input (stdin, gdb's Ctrl-C) or the end of the run"),
+    allow(Sysno::ppoll, Pin::Any, "waits for input (stdin, gdb's Ctrl-C) or the end of the run (fds in memory: not pinnable)"),
+    allow(Sysno::read, Pin::Fd(Input), "the console's input; the stop signals (signalfd)"),
+    allow(Sysno::read, Pin::Fd(Gdb), "--gdb: gdb's Ctrl-C while the guest runs"),
 ];
 
 /// The README's allowlist table, generated from the tables above.
@@ -270,6 +295,7 @@ pub fn markdown() -> String {
                 Pin::Any => "any".to_string(),
                 Pin::Ioctl(fd, req) => format!("{} fd, request {req:#x}", fd_name(fd)),
                 Pin::Arg(i, v) => format!("arg{i} = {v:#x}"),
+                Pin::Fd(fd) => format!("{} fds", fd_name(fd)),
                 Pin::Kick => "own pid, SIGRTMIN".to_string(),
             };
             out.push_str(&format!(
@@ -287,6 +313,12 @@ fn fd_name(fd: FdRole) -> &'static str {
         FdRole::Vcpu => "vCPU",
         FdRole::Vm => "VM",
         FdRole::Any => "any",
+        FdRole::Output => "output",
+        FdRole::Events => "eventfd",
+        FdRole::Taps => "TAP",
+        FdRole::Disks => "disk",
+        FdRole::Input => "input",
+        FdRole::Gdb => "gdb connection",
     }
 }
 

@@ -14,13 +14,15 @@
 #![deny(missing_docs)]
 
 pub mod allowlist;
+pub mod fds;
 pub mod jail;
 pub mod seccomp;
 mod sigsys;
 
 pub use allowlist::ThreadKind;
+pub use fds::Fds;
 pub use jail::{Jail, LandlockStatus, User};
-pub use seccomp::{Fds, SeccompMode};
+pub use seccomp::SeccompMode;
 
 /// What can go wrong while entering the sandbox.
 #[derive(Debug, thiserror::Error)]

@@ -1,13 +1,13 @@
 //! Building and installing the per-thread seccomp filters.
 
-use crate::allowlist::{FdRole, Pin, ThreadKind};
+use crate::allowlist::{Pin, ThreadKind};
+use crate::fds::Fds;
 use crate::{Error, Result};
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
     SeccompRule, TargetArch,
 };
 use std::collections::BTreeMap;
-use std::os::fd::RawFd;
 use std::str::FromStr;
 
 /// What a filter does with a system call outside its thread's allowlist.
@@ -49,39 +49,29 @@ impl FromStr for SeccompMode {
     }
 }
 
-/// The fds the filters pin ioctls to.
-#[derive(Debug, Clone, Copy)]
-pub struct Fds {
-    /// The vCPU fd.
-    pub vcpu: RawFd,
-    /// The VM fd.
-    pub vm: RawFd,
-}
-
 fn cond(kind: ThreadKind, arg: u8, value: u64) -> Result<SeccompCondition> {
     SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, value)
         .map_err(|source| Error::Filter { kind, source })
 }
 
-/// The conditions of one allowlist entry; `None` for "any arguments".
-fn conditions(kind: ThreadKind, pin: Pin, fds: &Fds) -> Result<Option<Vec<SeccompCondition>>> {
-    Ok(match pin {
-        Pin::Any => None,
-        Pin::Arg(i, v) => Some(vec![cond(kind, i, v)?]),
-        Pin::Kick => Some(vec![
-            cond(kind, 0, u64::from(std::process::id()))?,
-            cond(kind, 2, libc::SIGRTMIN() as u64)?,
-        ]),
-        Pin::Ioctl(role, request) => {
-            let mut c = vec![cond(kind, 1, request)?];
-            match role {
-                FdRole::Vcpu => c.push(cond(kind, 0, fds.vcpu as u64)?),
-                FdRole::Vm => c.push(cond(kind, 0, fds.vm as u64)?),
-                FdRole::Any => {}
-            }
-            Some(c)
-        }
-    })
+/// The rules of one allowlist entry: `None` for "any arguments", else one
+/// rule per alternative ([`Pin::alternatives`]; none: the entry allows
+/// nothing on this thread).
+fn entry_rules(kind: ThreadKind, pin: Pin, fds: &Fds) -> Result<Option<Vec<SeccompRule>>> {
+    let Some(alternatives) = pin.alternatives(fds) else {
+        return Ok(None);
+    };
+    alternatives
+        .into_iter()
+        .map(|conds| {
+            let conds = conds
+                .into_iter()
+                .map(|(arg, value)| cond(kind, arg, value))
+                .collect::<Result<Vec<_>>>()?;
+            SeccompRule::new(conds).map_err(|source| Error::Filter { kind, source })
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
 }
 
 /// The BPF program for `kind` in `mode` (`None` for [`SeccompMode::Off`]).
@@ -94,15 +84,19 @@ pub fn filter(kind: ThreadKind, mode: SeccompMode, fds: &Fds) -> Result<Option<B
     // An empty rule list allows the call whatever its arguments.
     let mut rules: BTreeMap<i64, Option<Vec<SeccompRule>>> = BTreeMap::new();
     for a in kind.allowlist() {
-        let entry = rules
-            .entry(i64::from(a.sysno.id()))
-            .or_insert_with(|| Some(Vec::new()));
-        match (conditions(kind, a.pin, fds)?, entry.as_mut()) {
-            (None, _) => *entry = None,
-            (Some(c), Some(list)) => {
-                list.push(SeccompRule::new(c).map_err(|source| Error::Filter { kind, source })?)
+        let nr = i64::from(a.sysno.id());
+        match entry_rules(kind, a.pin, fds)? {
+            // seccompiler reads an empty rule list as "any arguments":
+            // an entry with no fd to allow must add no entry at all.
+            Some(list) if list.is_empty() => {}
+            Some(list) => {
+                if let Some(all) = rules.entry(nr).or_insert_with(|| Some(Vec::new())) {
+                    all.extend(list);
+                }
             }
-            (Some(_), None) => {}
+            None => {
+                rules.insert(nr, None);
+            }
         }
     }
     let rules = rules

@@ -62,8 +62,9 @@ impl Line {
     }
 }
 
-/// The message for a refused call `nr` on a thread of `kind`.
-pub(crate) fn message(kind: u8, nr: i64) -> ([u8; 256], usize) {
+/// The message for a refused call `nr` on a thread of `kind`, whose first
+/// argument (the fd of the fd-taking calls) was `arg0`.
+pub(crate) fn message(kind: u8, nr: i64, arg0: u64) -> ([u8; 256], usize) {
     let mut line = Line {
         buf: [0; 256],
         len: 0,
@@ -84,7 +85,9 @@ pub(crate) fn message(kind: u8, nr: i64) -> ([u8; 256], usize) {
     line.push(name.as_bytes());
     line.push(b" (");
     line.push_num(nr as u64);
-    line.push(b") with arguments its filter does not allow; ukvm is killed (--seccomp=log only logs such calls)\n");
+    line.push(b") with arguments its filter does not allow (the first: ");
+    line.push_num(arg0);
+    line.push(b"); ukvm is killed (--seccomp=log only logs such calls)\n");
     (line.buf, line.len)
 }
 
@@ -95,13 +98,14 @@ extern "C" fn handler(_sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut l
     unsafe {
         let nr = i64::from(*(info as *const u8).add(24).cast::<i32>());
         let kind = KIND.with(Cell::get);
-        let (buf, len) = message(kind, nr);
+        let uc = &*(ctx as *const libc::ucontext_t);
+        let g = &uc.uc_mcontext.gregs;
+        let (buf, len) = message(kind, nr, g[libc::REG_RDI as usize] as u64);
+        // fd 2 is in every thread's output fds ([`crate::Fds::output`]).
         libc::write(2, buf.as_ptr().cast(), len);
         // Repeat the refused call with its arguments: the filter traps it
         // again and, with the default disposition restored, SIGSYS ends
         // the process.
-        let uc = &*(ctx as *const libc::ucontext_t);
-        let g = &uc.uc_mcontext.gregs;
         libc::syscall(
             nr,
             g[libc::REG_RDI as usize],
@@ -119,10 +123,13 @@ extern "C" fn handler(_sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut l
 mod tests {
     #[test]
     fn message_names_the_call_and_the_thread() {
-        let (buf, len) = super::message(2, 39);
+        let (buf, len) = super::message(2, 1, 9);
         let s = std::str::from_utf8(&buf[..len]).unwrap();
         assert!(
-            s.starts_with("ukvm: seccomp: the io thread made system call getpid (39)"),
+            s.starts_with(
+                "ukvm: seccomp: the io thread made system call write (1) with arguments its \
+                 filter does not allow (the first: 9)"
+            ),
             "{s}"
         );
         assert!(s.ends_with('\n'));

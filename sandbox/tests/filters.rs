@@ -43,8 +43,10 @@ fn spawn(case: &str) -> Output {
         .expect("run the test binary")
 }
 
-/// Fds the child pins its ioctls to: /dev/null, so a KVM request reaches
-/// a file that refuses it (ENOTTY) once the filter lets it through.
+/// Fds the child pins its calls to: one /dev/null per role, so a KVM
+/// request reaches a file that refuses it (ENOTTY) once the filter lets
+/// it through, and a read or write of nothing does nothing. None of them
+/// is fd 0 or 1, which stand for "an fd not in the set".
 fn child_fds() -> Fds {
     let open = || {
         // SAFETY: opens a NUL-terminated path; the fd is left open for
@@ -52,9 +54,22 @@ fn child_fds() -> Fds {
         unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) }
     };
     Fds {
-        vcpu: open(),
-        vm: open(),
+        vcpu: Some(open()),
+        vm: Some(open()),
+        output: vec![open()],
+        events: vec![open(), open()],
+        taps: vec![open()],
+        disks: vec![open()],
+        input: vec![open()],
+        gdb: vec![open()],
     }
+}
+
+/// The last fd of `role` in `fds` (the first may be stderr).
+fn fd_of(fds: &Fds, role: FdRole) -> i32 {
+    fds.of(role)
+        .and_then(|l| l.last().copied())
+        .expect("a role with fds")
 }
 
 /// What the child's calls need, gathered before its filter is installed.
@@ -84,6 +99,11 @@ fn child() {
     seccomp::install(kind, mode, &fds).expect("install");
     let fds = Child { fds, pid, tid };
     match parts[1] {
+        "stray" => {
+            // A write to stdout, which is not among the output fds.
+            // SAFETY: writes one byte from a static buffer.
+            unsafe { libc::write(1, c"x".as_ptr().cast(), 1) };
+        }
         "unlisted" => {
             // SAFETY: getppid and socket have no memory arguments.
             unsafe {
@@ -128,10 +148,20 @@ fn call(sysno: Sysno, pin: Pin, args: Args, fds: &Child) {
             a = harmless(sysno);
             a[usize::from(i)] = if args == Args::Good { v } else { v ^ 0x100 };
         }
+        Pin::Fd(role) => {
+            // Nothing to read or write: the call does nothing once let
+            // through. Any other fd than the role's must be refused.
+            a = [0; 6];
+            a[0] = if args == Args::Good {
+                fd_of(&fds.fds, role) as u64
+            } else {
+                0
+            };
+        }
         Pin::Ioctl(role, request) => {
             let fd = match role {
-                FdRole::Vcpu => fds.fds.vcpu,
-                FdRole::Vm | FdRole::Any => fds.fds.vm,
+                FdRole::Any => fd_of(&fds.fds, FdRole::Vm),
+                role => fd_of(&fds.fds, role),
             };
             a[0] = if args == Args::WrongFd { 0 } else { fd as u64 };
             a[1] = if args == Args::WrongValue {
@@ -236,10 +266,9 @@ fn every_allowed_call_passes_with_its_arguments_and_dies_without_them() {
                 continue;
             }
             assert_killed(&spawn(&format!("{k}:{i}:value:on")), &what, name);
-            if matches!(
-                entry.pin,
-                Pin::Ioctl(FdRole::Vcpu | FdRole::Vm, _) | Pin::Kick
-            ) {
+            if matches!(entry.pin, Pin::Ioctl(role, _) if role != FdRole::Any)
+                || entry.pin == Pin::Kick
+            {
                 assert_killed(
                     &spawn(&format!("{k}:{i}:fd:on")),
                     &format!("{what} on fd 0"),
@@ -263,8 +292,25 @@ fn unlisted_calls_kill_with_a_message_and_log_mode_lets_them_run() {
 }
 
 #[test]
+fn a_write_to_an_fd_outside_the_output_set_kills_naming_the_fd() {
+    for kind in ThreadKind::ALL {
+        let k = case_name(kind);
+        let out = spawn(&format!("{k}:stray:-:on"));
+        assert_killed(&out, k, "write");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("(the first: 1)"), "{k}: {stderr}");
+        let logged = spawn(&format!("{k}:stray:-:log"));
+        assert_eq!(logged.status.code(), Some(0), "{k} log mode: {logged:?}");
+    }
+}
+
+#[test]
 fn a_filter_is_built_for_every_kind_and_mode() {
-    let fds = Fds { vcpu: 10, vm: 11 };
+    let fds = Fds {
+        vcpu: Some(10),
+        vm: Some(11),
+        ..Fds::default()
+    };
     for kind in ThreadKind::ALL {
         for mode in [SeccompMode::Kill, SeccompMode::Log] {
             let bpf = seccomp::filter(kind, mode, &fds).expect("filter");

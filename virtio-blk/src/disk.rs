@@ -104,6 +104,11 @@ pub trait Backend: Send {
     fn write_vectored_at(&mut self, bufs: &[VolatileSlice<'_>], offset: u64) -> io::Result<usize>;
     /// Makes written data durable.
     fn flush(&mut self) -> io::Result<()>;
+    /// The host fd the bytes move through, if any: the sandbox pins the
+    /// disk calls to it.
+    fn fd(&self) -> Option<std::os::unix::io::RawFd> {
+        None
+    }
 }
 
 /// `iovec`s over guest memory. The slices borrow the guest memory mapping,
@@ -163,6 +168,10 @@ impl Backend for File {
 
     fn flush(&mut self) -> io::Result<()> {
         self.sync_data()
+    }
+
+    fn fd(&self) -> Option<std::os::unix::io::RawFd> {
+        Some(self.as_raw_fd())
     }
 }
 

@@ -57,6 +57,10 @@ pub struct VmConfig {
     pub(crate) gdb: Option<ukvm_debug::GdbAddr>,
     pub(crate) dumpcore: Option<PathBuf>,
     pub(crate) serial_input: Option<std::os::fd::OwnedFd>,
+    /// The serial writer is the default one, on stdout (fd 1).
+    pub(crate) serial_is_stdout: bool,
+    /// More fds the vCPU thread may write under its filter.
+    pub(crate) sandbox_output: Vec<std::os::fd::RawFd>,
 }
 
 impl Default for VmConfig {
@@ -80,6 +84,8 @@ impl Default for VmConfig {
             gdb: None,
             dumpcore: None,
             serial_input: None,
+            serial_is_stdout: true,
+            sandbox_output: Vec::new(),
         }
     }
 }
@@ -142,9 +148,22 @@ impl VmConfig {
         self
     }
 
-    /// Sends the guest's serial console output to `out`.
+    /// Sends the guest's serial console output to `out`. Under
+    /// [`VmConfig::seccomp`], an `out` that writes to an fd needs
+    /// [`VmConfig::sandbox_output`] with it: the filter lets the vCPU
+    /// thread write only the fds it was told of.
     pub fn serial(mut self, out: Box<dyn Write + Send>) -> Self {
         self.serial = out;
+        self.serial_is_stdout = false;
+        self
+    }
+
+    /// Lets the vCPU thread write `fd` under its seccomp filter: the fd
+    /// behind a [`VmConfig::serial`] writer, or one the caller writes on
+    /// that thread after [`Vm::run`] (the CLI's `--timings` file). stderr
+    /// is always allowed, stdout when the serial console is the default.
+    pub fn sandbox_output(mut self, fd: std::os::fd::RawFd) -> Self {
+        self.sandbox_output.push(fd);
         self
     }
 

@@ -67,12 +67,20 @@ impl ConsoleInput {
         serial: Arc<Mutex<Serial>>,
         stop: StopHandle,
         seccomp: SeccompMode,
-        fds: Fds,
+        vm_fds: &Fds,
     ) -> Result<ConsoleInput> {
         let quit = Arc::new(
             EventFd::new(EFD_NONBLOCK).map_err(|e| Error::Device(format!("console input: {e}")))?,
         );
         let q = quit.clone();
+        // The VM's eventfds (the serial interrupt kicks the vCPU), its
+        // own quit eventfd and input; no KVM fd, TAP or disk.
+        let fds = Fds {
+            output: vm_fds.output.clone(),
+            events: [&vm_fds.events[..], &[quit.as_raw_fd()]].concat(),
+            input: vec![input.as_raw_fd()],
+            ..Fds::default()
+        };
         let thread = std::thread::Builder::new()
             .name("ukvm-console".into())
             .spawn(move || {
@@ -87,6 +95,13 @@ impl ConsoleInput {
             stop: quit,
             thread: Some(thread),
         })
+    }
+}
+
+impl ConsoleInput {
+    /// The eventfd that ends the thread, written when the VM's run ends.
+    pub(crate) fn quit_fd(&self) -> std::os::fd::RawFd {
+        self.stop.as_raw_fd()
     }
 }
 

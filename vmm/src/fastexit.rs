@@ -64,9 +64,11 @@ pub fn exit_detached<T>(keep: T, status: i32) -> ! {
 }
 
 /// The helper: close every inherited fd but the pipe's read end (whoever
-/// reads our stdout waits for all its writers), wait for end-of-file on
+/// reads our stdout waits for all its writers), wait for the hang-up on
 /// it, i.e. for our exit, then exit, which releases the address space and
-/// with it the VM.
+/// with it the VM. It waits with `ppoll`, not `read`: it runs under the
+/// vCPU thread's seccomp filter, which pins `read` to fds known before the
+/// run, and the pipe is made after it.
 extern "C" fn helper(arg: *mut libc::c_void) -> libc::c_int {
     let keep = arg as isize as i32;
     // SAFETY: plain system calls on the helper's own fd table and a
@@ -90,10 +92,22 @@ extern "C" fn helper(arg: *mut libc::c_void) -> libc::c_int {
             }
         }
         if keep >= 0 {
-            let mut byte = 0u8;
-            // Returns 0 (end of file) once our exit has closed the write
-            // end; EINTR cannot happen (the helper handles no signals).
-            libc::syscall(libc::SYS_read, keep, &mut byte as *mut u8, 1usize);
+            let mut pfd = libc::pollfd {
+                fd: keep,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // Returns with POLLHUP once our exit has closed the write end
+            // (nothing is ever written); EINTR cannot happen (the helper
+            // handles no signals).
+            libc::syscall(
+                libc::SYS_ppoll,
+                &mut pfd as *mut libc::pollfd,
+                1usize,
+                std::ptr::null::<libc::timespec>(),
+                std::ptr::null::<libc::sigset_t>(),
+                0usize,
+            );
         }
         libc::syscall(libc::SYS_exit, 0);
     }

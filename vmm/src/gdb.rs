@@ -109,6 +109,15 @@ impl ukvm_debug::Guest for Debugged<'_> {
 pub(crate) struct Connected {
     attached: ukvm_debug::Attached,
     layout: Layout,
+    /// The connection's fd, which the vCPU thread reads and writes.
+    fd: std::os::fd::RawFd,
+}
+
+impl Connected {
+    /// The connection's fd, for the vCPU thread's filter.
+    pub(crate) fn fd(&self) -> std::os::fd::RawFd {
+        self.fd
+    }
 }
 
 impl Pending {
@@ -124,7 +133,10 @@ impl Pending {
         // A Unix socket's file goes with the listener.
         drop(self.listener);
         let kicker = vm.kicker();
-        let (mode, fds) = vm.sandbox();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&conn);
+        let (mode, mut fds) = vm.sandbox();
+        // The Ctrl-C thread reads the connection and kicks the vCPU.
+        fds.gdb.push(fd);
         let setup: ukvm_debug::ThreadSetup =
             Box::new(move || {
                 match ukvm_sandbox::seccomp::install(ukvm_sandbox::ThreadKind::Console, mode, &fds)
@@ -141,6 +153,7 @@ impl Pending {
         Ok(Connected {
             attached,
             layout: self.layout,
+            fd,
         })
     }
 }

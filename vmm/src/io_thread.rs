@@ -13,6 +13,7 @@
 
 use crate::error::{Error, Result};
 use event_manager::{EventManager, EventOps, EventSet, Events, MutEventSubscriber, SubscriberOps};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -46,6 +47,8 @@ impl MutEventSubscriber for Stopper {
 /// A running I/O thread.
 pub struct IoThread {
     stop: EventFd,
+    /// The fd of the [`Stopper`]'s copy of `stop`, which the thread reads.
+    stopper_fd: std::os::fd::RawFd,
     /// Lets the thread start serving, under its filter ([`IoThread::serve`]).
     go: Option<SyncSender<(SeccompMode, Fds)>>,
     /// The thread's answer: its filter is in place.
@@ -75,6 +78,7 @@ impl IoThread {
             fd: stop.try_clone().map_err(io_err("eventfd"))?,
             done: done.clone(),
         };
+        let stopper_fd = stopper.fd.as_raw_fd();
         let mut manager = EventManager::<Subscriber>::new()
             .map_err(|e| Error::Device(format!("I/O thread: epoll: {e:?}")))?;
         for s in subscribers {
@@ -106,12 +110,19 @@ impl IoThread {
             .map_err(io_err("spawn"))?;
         Ok(IoThread {
             stop,
+            stopper_fd,
             go: Some(go),
             filtered,
             filter_confirmed: false,
             devices: Vec::new(),
             handle: Some(handle),
         })
+    }
+
+    /// The eventfds that stop the thread: the vCPU thread writes one, the
+    /// I/O thread reads the other.
+    pub fn event_fds(&self) -> [std::os::fd::RawFd; 2] {
+        [self.stop.as_raw_fd(), self.stopper_fd]
     }
 
     /// Has [`IoThread::refused`] count what `devices` refused.

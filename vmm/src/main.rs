@@ -191,6 +191,10 @@ fn main() -> ExitCode {
     if let Some(dir) = opts.dumpcore {
         cfg = cfg.dumpcore(dir);
     }
+    if let Some(TimingsOut::File(_, file)) = &timings {
+        // Written on the vCPU thread after the run, under its filter.
+        cfg = cfg.sandbox_output(std::os::fd::AsRawFd::as_raw_fd(file));
+    }
     if let Some(input) = console_input() {
         cfg = cfg.serial_input(input);
     }
@@ -237,7 +241,7 @@ fn run(
     if verbose {
         eprintln!("ukvm: {}", vm.boot().describe());
     }
-    let received = signals.start(vm.stop_handle(), seccomp);
+    let received = signals.start(vm.stop_handle(), seccomp, vm.sandbox_fds());
     let raw = ukvm::terminal::RawTerminal::enter(libc::STDIN_FILENO);
     let result = vm.run();
     // Before anything else is printed, and before exit_detached, which

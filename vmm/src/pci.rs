@@ -172,6 +172,8 @@ pub struct PciBuilder<'a> {
     subscribers: Vec<Subscriber>,
     /// The devices, for their refusal counters.
     devices: Vec<Arc<Mutex<dyn VirtioDevice>>>,
+    /// The devices' queue eventfds, for the seccomp filters.
+    queue_event_fds: Vec<std::os::fd::RawFd>,
 }
 
 fn bus_err(e: impl std::fmt::Display) -> Error {
@@ -207,6 +209,7 @@ impl<'a> PciBuilder<'a> {
             count: 0,
             subscribers: Vec::new(),
             devices: Vec::new(),
+            queue_event_fds: Vec::new(),
         }
     }
 
@@ -250,7 +253,8 @@ impl<'a> PciBuilder<'a> {
                 transport,
             )
             .map_err(bus_err)?;
-        self.register_ioevents(&*ukvm_devices::bus::lock(&device), &res);
+        let queue_events = self.register_ioevents(&*ukvm_devices::bus::lock(&device), &res);
+        self.queue_event_fds.extend(queue_events);
         self.devices.push(device.clone());
         self.subscribers.push(device);
         self.count += 1;
@@ -259,13 +263,28 @@ impl<'a> PciBuilder<'a> {
 
     /// Lets KVM complete queue notifications itself. Where it cannot, the
     /// write exits to ukvm and the transport signals the queue instead.
-    fn register_ioevents(&self, device: &dyn VirtioDevice, res: &Resources) {
+    /// Returns the queue eventfds: the I/O thread reads them, the vCPU
+    /// thread writes them in that case.
+    fn register_ioevents(
+        &self,
+        device: &dyn VirtioDevice,
+        res: &Resources,
+    ) -> Vec<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        let mut fds = Vec::new();
         for (q, evt) in device.queue_events().iter().enumerate() {
             let port = IoEventAddress::Pio(res.legacy_notify_port());
             let _ = self.vm.register_ioevent(evt, &port, q as u16);
             let addr = IoEventAddress::Mmio(res.notify_addr(q));
             let _ = self.vm.register_ioevent(evt, &addr, NoDatamatch);
+            fds.push(evt.as_raw_fd());
         }
+        fds
+    }
+
+    /// The queue eventfds of the devices added so far.
+    pub fn queue_event_fds(&self) -> Vec<std::os::fd::RawFd> {
+        self.queue_event_fds.clone()
     }
 
     /// Puts the configuration ports on the bus and starts the I/O thread

@@ -9,10 +9,11 @@
 //! a lock and so cannot run in a handler. A signal that arrives before the
 //! thread exists stays pending and is read then.
 //!
-//! Under `--seccomp` the thread runs under the I/O thread's filter: all it
-//! does is `read` (the signalfd), `futex`, `write` (an eventfd) and the
-//! SIGRTMIN `tgkill` of a vCPU kick, all in that filter's common part; no
-//! KVM ioctl is allowed to it (its fds are pinned to -1).
+//! Under `--seccomp` the thread runs under the console thread's filter (a
+//! thread that waits for outside input): all it does is `read` (the
+//! signalfd, its only input fd), `futex`, `write` (the VM's kick eventfd)
+//! and the SIGRTMIN `tgkill` of a vCPU kick; it gets no KVM fd, TAP or
+//! disk.
 
 use std::fs::File;
 use std::io::Read;
@@ -67,7 +68,7 @@ impl Blocked {
     /// Starts the thread that turns the first stop signal into
     /// `stop.stop()`. Later signals are read and ignored: the guest is
     /// already stopping (SIGKILL still ends ukvm at once).
-    pub fn start(self, stop: StopHandle, seccomp: SeccompMode) -> Received {
+    pub fn start(self, stop: StopHandle, seccomp: SeccompMode, vm_fds: &Fds) -> Received {
         let received = Received(Arc::new(AtomicI32::new(0)));
         let seen = received.clone();
         let set = self.0;
@@ -76,12 +77,17 @@ impl Blocked {
         let spawned = (fd >= 0).then(|| {
             // SAFETY: signalfd returned a new descriptor that nothing else owns.
             let mut signals = unsafe { File::from_raw_fd(fd) };
+            let fds = Fds {
+                output: vm_fds.output.clone(),
+                events: vm_fds.events.clone(),
+                input: vec![fd],
+                ..Fds::default()
+            };
             std::thread::Builder::new()
                 .name("ukvm-signals".into())
                 .stack_size(64 << 10)
                 .spawn(move || {
-                    let fds = Fds { vcpu: -1, vm: -1 };
-                    if ukvm_sandbox::seccomp::install(ThreadKind::Io, seccomp, &fds).is_err() {
+                    if ukvm_sandbox::seccomp::install(ThreadKind::Console, seccomp, &fds).is_err() {
                         return;
                     }
                     // One signalfd_siginfo per signal; ssi_signo comes first.

@@ -309,7 +309,7 @@ fn boot(prog: &str, cfg: VmConfig, signals: crate::signals::Blocked) -> ExitCode
             return ExitCode::from(STATUS_TENDER);
         }
     };
-    let received = signals.start(vm.stop_handle(), SeccompMode::Kill);
+    let received = signals.start(vm.stop_handle(), SeccompMode::Kill, vm.sandbox_fds());
     match vm.run() {
         Ok(ukvm::Exit::Stopped) => {
             let signal = received.get().unwrap_or(0);

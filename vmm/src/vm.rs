@@ -92,6 +92,8 @@ pub struct Vm {
     kicker: Kicker,
     /// The vCPU thread's filter, installed by the first [`Vm::run`].
     seccomp: ukvm_sandbox::SeccompMode,
+    /// The fds the VM's threads use, which their filters pin calls to.
+    fds: ukvm_sandbox::Fds,
     stop: StopHandle,
     /// Forwards console input to COM1 while the VM exists.
     console: Option<ConsoleInput>,
@@ -208,6 +210,10 @@ impl Vm {
         machine.configure_vcpu(&vcpu, &mem)?;
         timings.mark(Phase::VcpuConfigured);
 
+        let mut output = cfg.sandbox_output.clone();
+        if cfg.serial_is_stdout {
+            output.push(libc::STDOUT_FILENO);
+        }
         let serial = Arc::new(Mutex::new(Serial::new(
             cfg.serial,
             machine.serial_irq(&vm, &kicker)?,
@@ -220,6 +226,7 @@ impl Vm {
             mmio,
             mut io,
             delivery,
+            fds: device_fds,
         } = machine.attach(Wiring {
             vm: &vm,
             mem: &mem,
@@ -227,8 +234,10 @@ impl Vm {
             kicker: &kicker,
         })?;
         timings.seccomp = cfg.seccomp.name();
+        let mut fds = sandbox_fds(&vcpu, &vm, &kicker, output);
+        fds.extend(&device_fds);
         if let Some(io) = io.as_mut() {
-            io.serve(cfg.seccomp, sandbox_fds(&vcpu, &vm))?;
+            io.serve(cfg.seccomp, fds.clone())?;
         }
         let stop = StopHandle::new(kicker.clone());
         if cfg.serial_input.is_some() {
@@ -236,16 +245,12 @@ impl Vm {
         }
         let console = cfg
             .serial_input
-            .map(|fd| {
-                ConsoleInput::start(
-                    fd,
-                    serial.clone(),
-                    stop.clone(),
-                    cfg.seccomp,
-                    sandbox_fds(&vcpu, &vm),
-                )
-            })
+            .map(|fd| ConsoleInput::start(fd, serial.clone(), stop.clone(), cfg.seccomp, &fds))
             .transpose()?;
+        if let Some(console) = &console {
+            // The vCPU thread ends the console thread through it.
+            fds.events.push(console.quit_fd());
+        }
         Ok(Vm {
             vcpu,
             vm,
@@ -261,6 +266,7 @@ impl Vm {
             stop,
             kicker,
             seccomp: cfg.seccomp,
+            fds,
             console,
             gdb,
             debugging: false,
@@ -281,7 +287,10 @@ impl Vm {
         // Ctrl-C thread are not in the vCPU thread's allowlist.
         let gdb = self.gdb.take().map(|g| g.accept(self)).transpose()?;
         let mode = std::mem::replace(&mut self.seccomp, ukvm_sandbox::SeccompMode::Off);
-        let fds = sandbox_fds(&self.vcpu, &self.vm);
+        let mut fds = self.fds.clone();
+        if let Some(gdb) = &gdb {
+            fds.gdb.push(gdb.fd());
+        }
         ukvm_sandbox::seccomp::install(ukvm_sandbox::ThreadKind::Vcpu, mode, &fds)?;
         if let Some(io) = self.io.as_mut() {
             io.wait_filtered()?;
@@ -498,7 +507,14 @@ impl Vm {
 
     /// The filter mode the VM's threads get, and the fds it pins.
     pub(crate) fn sandbox(&self) -> (ukvm_sandbox::SeccompMode, ukvm_sandbox::Fds) {
-        (self.seccomp, sandbox_fds(&self.vcpu, &self.vm))
+        (self.seccomp, self.fds.clone())
+    }
+
+    /// The fds the VM's threads use, by role: what a seccomp filter
+    /// lets a thread of the caller's that calls into the VM use (the
+    /// `ukvm` command's stop-signal thread, which kicks the vCPU).
+    pub fn sandbox_fds(&self) -> &ukvm_sandbox::Fds {
+        &self.fds
     }
 
     pub(crate) fn mark_first_run(&mut self) {
@@ -552,12 +568,22 @@ impl Vm {
     }
 }
 
-/// The fds the seccomp filters pin KVM ioctls to.
-fn sandbox_fds(vcpu: &VcpuFd, vm: &VmFd) -> ukvm_sandbox::Fds {
+/// The fds every VM's threads use: its KVM fds, the kick's eventfd,
+/// and where output goes (stdout for the default serial console, the
+/// caller's [`VmConfig::sandbox_output`]); the machine adds its devices'.
+fn sandbox_fds(
+    vcpu: &VcpuFd,
+    vm: &VmFd,
+    kicker: &Kicker,
+    output: Vec<std::os::fd::RawFd>,
+) -> ukvm_sandbox::Fds {
     use std::os::fd::AsRawFd;
     ukvm_sandbox::Fds {
-        vcpu: vcpu.as_raw_fd(),
-        vm: vm.as_raw_fd(),
+        vcpu: Some(vcpu.as_raw_fd()),
+        vm: Some(vm.as_raw_fd()),
+        output,
+        events: vec![kicker.wake_fd().as_raw_fd()],
+        ..Default::default()
     }
 }
 

@@ -33,6 +33,11 @@ impl BlockDev {
         BlockDev { disk }
     }
 
+    /// The image's fd, for the seccomp filter.
+    pub(crate) fn fd(&self) -> Option<std::os::fd::RawFd> {
+        self.disk.backend.fd()
+    }
+
     fn capacity(&self) -> u64 {
         self.disk.sectors * SECTOR_SIZE
     }

@@ -267,6 +267,8 @@ impl Hvt {
 
     /// Puts the hypercall device on the port bus, and the network ring's
     /// kick port when the ring is offered: the hvt machine's only devices.
+    /// Returns the fds the vCPU thread uses for them (TAPs, disks, the
+    /// wake-up and kick eventfds), for its seccomp filter.
     pub(crate) fn attach_bus(
         self,
         seccomp: ukvm_sandbox::SeccompMode,
@@ -275,7 +277,14 @@ impl Hvt {
         mem: GuestMemoryMmap,
         serial: Arc<Mutex<Serial>>,
         wake: EventFd,
-    ) -> Result<()> {
+    ) -> Result<ukvm_sandbox::Fds> {
+        use std::os::fd::AsRawFd;
+        let mut fds = ukvm_sandbox::Fds {
+            taps: self.nets.iter().map(|(_, d)| d.fd()).collect(),
+            disks: self.blocks.iter().filter_map(|(_, b)| b.fd()).collect(),
+            events: vec![wake.as_raw_fd()],
+            ..Default::default()
+        };
         let nets: Nets = self
             .nets
             .into_iter()
@@ -293,6 +302,8 @@ impl Hvt {
                 seccomp,
             )
             .map_err(|e| Error::Device(format!("hvt network ring: {e}")))?;
+            // Written when the port exits to ukvm, and at teardown.
+            fds.events.push(kick.fd());
             pio.insert(
                 u64::from(hvt::ring::KICK_PORT),
                 4,
@@ -307,7 +318,8 @@ impl Hvt {
             u64::from(hvt::HYPERCALL_MAX) + 3,
             Arc::new(Mutex::new(device)),
         )
-        .map_err(port_err)
+        .map_err(port_err)?;
+        Ok(fds)
     }
 }
 

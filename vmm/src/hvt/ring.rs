@@ -64,14 +64,18 @@ impl RingServer {
             ent_head: 0,
             com_tail: 0,
         };
+        // The ring thread reads and writes the TAPs and reads its kick:
+        // the I/O thread's filter with those fds, and no KVM fd.
+        let fds = Fds {
+            taps: server.nets.iter().map(|(_, d)| bus::lock(d).fd()).collect(),
+            events: vec![std::os::fd::AsRawFd::as_raw_fd(&*kick)],
+            ..Fds::default()
+        };
         let (filtered_tx, filtered) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
             .name("hvt-net-ring".into())
             .spawn(move || {
-                // The I/O thread's filter, with no fd for ioctls: the ring
-                // thread only reads and writes TAPs and its eventfd.
-                let none = Fds { vcpu: -1, vm: -1 };
-                let installed = seccomp::install(ThreadKind::Io, seccomp, &none);
+                let installed = seccomp::install(ThreadKind::Io, seccomp, &fds);
                 let ok = installed.is_ok();
                 let _ = filtered_tx.send(installed.map_err(|e| e.to_string()));
                 if ok {
@@ -331,6 +335,11 @@ impl KickPort {
             kick,
             _server: server,
         })
+    }
+
+    /// The kick's eventfd.
+    pub(crate) fn fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&*self.kick)
     }
 }
 

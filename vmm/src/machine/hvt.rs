@@ -55,7 +55,7 @@ impl Machine for HvtMachine {
             .wake_fd()
             .try_clone()
             .map_err(|e| Error::Device(format!("vCPU kick: {e}")))?;
-        self.0.attach_bus(
+        let fds = self.0.attach_bus(
             self.1,
             wiring.vm,
             &mut pio,
@@ -68,6 +68,7 @@ impl Machine for HvtMachine {
             mmio: Bus::new(),
             io: None,
             delivery: Box::new(interrupts::None),
+            fds,
         })
     }
 }

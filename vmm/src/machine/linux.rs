@@ -13,13 +13,13 @@ use ukvm_devices::irq::IrqTrigger;
 use ukvm_devices::Bus;
 use vm_memory::GuestMemoryMmap;
 
-/// A PC machine with Linux's additions.
-pub(crate) struct LinuxMachine(PcMachine);
+/// A PC machine with Linux's additions, and COM1's irqfd once made.
+pub(crate) struct LinuxMachine(PcMachine, Option<std::os::fd::RawFd>);
 
 impl LinuxMachine {
     /// Opens the PC machine's device backends.
     pub(crate) fn new(cfg: &VmConfig) -> Result<Self> {
-        PcMachine::new(cfg).map(LinuxMachine)
+        PcMachine::new(cfg).map(|pc| LinuxMachine(pc, None))
     }
 }
 
@@ -37,10 +37,16 @@ impl Machine for LinuxMachine {
 
     fn serial_irq(&mut self, vm: &VmFd, _kicker: &Kicker) -> Result<IrqTrigger> {
         // Linux drives COM1 by interrupt once its 8250 driver is up.
-        linux::serial_irq(vm)
+        let irq = linux::serial_irq(vm)?;
+        self.1 = irq.fd();
+        Ok(irq)
     }
 
     fn attach(self: Box<Self>, wiring: Wiring<'_>) -> Result<Devices> {
-        self.0.attach_to(Bus::new(), wiring, true)
+        let mut devices = self.0.attach_to(Bus::new(), wiring, true)?;
+        // The vCPU thread (guest output) and the console thread (input)
+        // raise COM1's interrupt.
+        devices.fds.events.extend(self.1);
+        Ok(devices)
     }
 }

@@ -38,6 +38,9 @@ pub(crate) struct Devices {
     pub io: Option<IoThread>,
     /// How the vCPU loop delivers interrupts and treats `hlt`.
     pub delivery: Box<dyn Delivery>,
+    /// The devices' fds the VM's threads use (TAPs, disks, eventfds),
+    /// for the seccomp filters.
+    pub fds: ukvm_sandbox::Fds,
 }
 
 /// What devices are wired to.

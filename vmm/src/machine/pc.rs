@@ -14,6 +14,7 @@ use crate::kick::Kicker;
 use crate::pci::{IrqSink, KvmLines};
 use crate::{net, pci};
 use kvm_ioctls::VmFd;
+use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 use ukvm_devices::acpi_pm::{self, AcpiPm};
 use ukvm_devices::exit_ports::{self, DebugExit, UkvmPorts};
@@ -96,16 +97,26 @@ impl PcMachine {
             let delivery = userspace_chips(&mut pio, &chip, wiring.kicker, wake)?;
             (chip, Box::new(delivery))
         };
+        let mut fds = ukvm_sandbox::Fds {
+            disks: self.disks.iter().filter_map(|d| d.backend.fd()).collect(),
+            taps: self.nets.iter().map(|(_, t)| t.as_raw_fd()).collect(),
+            ..Default::default()
+        };
         let mut mmio = Bus::new();
         let mut pci_bus = pci::PciBuilder::new(wiring.vm, wiring.mem, &mut pio, &mut mmio, sink);
         pci::add_disks(&mut pci_bus, self.disks)?;
         net::add_nets(&mut pci_bus, self.nets)?;
+        fds.events = pci_bus.queue_event_fds();
         let io = pci_bus.finish()?;
+        if let Some(io) = &io {
+            fds.events.extend(io.event_fds());
+        }
         Ok(Devices {
             pio,
             mmio,
             io,
             delivery,
+            fds,
         })
     }
 }

@@ -1,0 +1,151 @@
+//! The fds a thread's filter pins system calls to, by role.
+//!
+//! Once the sandbox is in, a thread can open nothing new, so every fd it
+//! will read, write or ioctl exists when its filter is built: the VM
+//! gathers them here (devices report theirs) and the filter allows each
+//! fd-taking call only on the fds of the role its allowlist entry names.
+//! seccomp compares arguments against constants only, so "write on fd 1
+//! or fd 7" becomes one rule per fd ([`Pin::alternatives`]).
+
+use crate::allowlist::{FdRole, Pin};
+use std::os::fd::RawFd;
+
+/// The fds of one thread (or of a whole VM), by role. An empty role
+/// means that thread kind's calls on that role are refused outright.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fds {
+    /// The vCPU fd (KVM ioctls).
+    pub vcpu: Option<RawFd>,
+    /// The VM fd (KVM ioctls).
+    pub vm: Option<RawFd>,
+    /// Written with `write`: the serial console's output, a `--timings`
+    /// file. stderr (fd 2) is always added: the SIGSYS handler names a
+    /// refused call there.
+    pub output: Vec<RawFd>,
+    /// eventfds, read and written: queue notifications, kicks, stop
+    /// requests, irqfds.
+    pub events: Vec<RawFd>,
+    /// TAP devices: frames with `readv`/`writev`, `TUNSET*` ioctls.
+    pub taps: Vec<RawFd>,
+    /// Disk images: `preadv`, `pwritev`, `fdatasync`.
+    pub disks: Vec<RawFd>,
+    /// Read by a thread that waits for outside input: the console's
+    /// input, the stop signals' signalfd.
+    pub input: Vec<RawFd>,
+    /// The gdb connection (`--gdb`), read and written.
+    pub gdb: Vec<RawFd>,
+}
+
+impl Fds {
+    /// The fds of `role`; `None` for [`FdRole::Any`] (no fd condition).
+    pub fn of(&self, role: FdRole) -> Option<Vec<RawFd>> {
+        Some(match role {
+            FdRole::Any => return None,
+            FdRole::Vcpu => self.vcpu.into_iter().collect(),
+            FdRole::Vm => self.vm.into_iter().collect(),
+            FdRole::Output => {
+                let mut out = vec![libc::STDERR_FILENO];
+                out.extend(self.output.iter().filter(|&&fd| fd != libc::STDERR_FILENO));
+                out
+            }
+            FdRole::Events => self.events.clone(),
+            FdRole::Taps => self.taps.clone(),
+            FdRole::Disks => self.disks.clone(),
+            FdRole::Input => self.input.clone(),
+            FdRole::Gdb => self.gdb.clone(),
+        })
+    }
+
+    /// Adds `other`'s fds to these (its vCPU and VM fds where these have
+    /// none).
+    pub fn extend(&mut self, other: &Fds) {
+        self.vcpu = self.vcpu.or(other.vcpu);
+        self.vm = self.vm.or(other.vm);
+        for (mine, theirs) in [
+            (&mut self.output, &other.output),
+            (&mut self.events, &other.events),
+            (&mut self.taps, &other.taps),
+            (&mut self.disks, &other.disks),
+            (&mut self.input, &other.input),
+            (&mut self.gdb, &other.gdb),
+        ] {
+            for fd in theirs {
+                if !mine.contains(fd) {
+                    mine.push(*fd);
+                }
+            }
+        }
+    }
+}
+
+/// One argument comparison: argument `index` (0-based, 32-bit) equals
+/// `value`.
+pub type ArgEq = (u8, u64);
+
+impl Pin {
+    /// The argument comparisons that let a call through: `None` for any
+    /// arguments, otherwise one list per alternative (all of a list must
+    /// hold; any list will do). An empty outer list allows nothing: the
+    /// thread has no fd of the pinned role.
+    pub fn alternatives(self, fds: &Fds) -> Option<Vec<Vec<ArgEq>>> {
+        let on_fds = |role: FdRole, rest: &[ArgEq]| -> Vec<Vec<ArgEq>> {
+            match fds.of(role) {
+                None => vec![rest.to_vec()],
+                Some(list) => list
+                    .into_iter()
+                    // An fd is an int: compared as the low 32 bits.
+                    .map(|fd| [&[(0, u64::from(fd as u32))], rest].concat())
+                    .collect(),
+            }
+        };
+        match self {
+            Pin::Any => None,
+            Pin::Arg(i, v) => Some(vec![vec![(i, v)]]),
+            Pin::Kick => Some(vec![vec![
+                (0, u64::from(std::process::id())),
+                (2, libc::SIGRTMIN() as u64),
+            ]]),
+            Pin::Ioctl(role, request) => Some(on_fds(role, &[(1, request)])),
+            Pin::Fd(role) => Some(on_fds(role, &[])),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_fd_pin_is_one_alternative_per_fd_and_none_without_fds() {
+        let fds = Fds {
+            output: vec![7],
+            ..Fds::default()
+        };
+        assert_eq!(
+            Pin::Fd(FdRole::Output).alternatives(&fds),
+            Some(vec![vec![(0, 2)], vec![(0, 7)]])
+        );
+        assert_eq!(Pin::Fd(FdRole::Taps).alternatives(&fds), Some(vec![]));
+        assert_eq!(
+            Pin::Ioctl(FdRole::Any, 5).alternatives(&fds),
+            Some(vec![vec![(1, 5)]])
+        );
+        assert_eq!(Pin::Any.alternatives(&fds), None);
+    }
+
+    #[test]
+    fn extend_merges_without_duplicates() {
+        let mut a = Fds {
+            vcpu: Some(4),
+            events: vec![8],
+            ..Fds::default()
+        };
+        a.extend(&Fds {
+            vcpu: Some(9),
+            vm: Some(3),
+            events: vec![8, 10],
+            ..Fds::default()
+        });
+        assert_eq!((a.vcpu, a.vm, a.events), (Some(4), Some(3), vec![8, 10]));
+    }
+}
