@@ -7,6 +7,7 @@
 
 pub mod debug;
 pub mod engines;
+pub mod kmsg;
 pub mod net;
 pub mod oci;
 pub mod solo5;

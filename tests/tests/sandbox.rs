@@ -1,12 +1,17 @@
 //! The sandbox during real runs: every ukvm thread under its seccomp
 //! filter while the net guest serves pings, `--user`/`--chroot` from root,
-//! and a plain user in the `kvm` group who owns the TAP (run through
-//! `setpriv`). Needs root (namespaces, TAPs, users).
+//! a plain user in the `kvm` group who owns the TAP (run through
+//! `setpriv`), and `--seccomp=log`'s records in the kernel log. Needs
+//! root (namespaces, TAPs, users, /dev/kmsg).
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
+use ukvm_sandbox::{SeccompMode, ThreadKind};
+use ukvm_tests::kmsg::{self, Kmsg};
 use ukvm_tests::net::{NetNs, RunningGuest};
-use ukvm_tests::{guest, is_root, kvm_available, TempDir};
+use ukvm_tests::{
+    guest, is_root, kvm_available, spawn_captured, ukvm_bin, wait_with_limit, TempDir, RUN_LIMIT,
+};
 
 const BOOT: Duration = Duration::from_secs(30);
 
@@ -181,4 +186,90 @@ fn a_plain_user_in_the_kvm_group_runs_the_net_guest_on_its_own_tap() {
     let wrapper = ["setpriv", &as_user, &group, "--init-groups"];
     let g = boot(&ns, &tap, &wrapper, &[]);
     assert_sandboxed(&ns, &g, &uid_of(&user.0));
+}
+
+/// Set in the child of [`log_mode_reaches_the_kernel_log`].
+const LOG_CHILD: &str = "UKVM_SECCOMP_LOG_CHILD";
+
+/// getppid: on no thread's allowlist.
+const UNLISTED: i64 = libc::SYS_getppid;
+
+/// The child of [`log_mode_reaches_the_kernel_log`] (a no-op otherwise):
+/// installs the vCPU thread's filter through the library in log mode,
+/// makes a call outside it and survives it.
+#[test]
+fn log_mode_child() {
+    if std::env::var_os(LOG_CHILD).is_none() {
+        return;
+    }
+    let fds = ukvm_sandbox::Fds::default();
+    ukvm_sandbox::seccomp::install(ThreadKind::Vcpu, SeccompMode::Log, &fds).expect("install");
+    // SAFETY: getppid takes no arguments; _exit ends the child before
+    // anything else runs under the filter.
+    unsafe {
+        libc::syscall(UNLISTED);
+        libc::_exit(0)
+    }
+}
+
+#[test]
+fn log_mode_reaches_the_kernel_log() {
+    assert!(is_root(), "reading the kernel log needs root");
+    kmsg::assert_log_action_logged();
+    let mut log = Kmsg::open_at_end();
+    let child = Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "log_mode_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(LOG_CHILD, "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the child");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("wait for the child");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the child did not survive: {out:?}"
+    );
+    let records = log.seccomp_records(pid, Some(UNLISTED), Duration::from_secs(10));
+    assert!(
+        records.iter().any(|(nr, _)| *nr == UNLISTED),
+        "no audit record type=1326 pid={pid} syscall={UNLISTED} in /dev/kmsg within 10 s \
+         (an audit daemon, if one runs, takes them into its own log instead); got {records:?}"
+    );
+}
+
+#[test]
+fn a_guest_with_a_disk_makes_no_call_its_filters_would_refuse() {
+    if !kvm_available() {
+        return;
+    }
+    assert!(is_root(), "reading the kernel log needs root");
+    kmsg::assert_log_action_logged();
+    let dir = TempDir::new("seccomp-log");
+    let img = dir.join("data.img");
+    std::fs::write(&img, vec![0u8; 1 << 20]).expect("disk image");
+    let mut log = Kmsg::open_at_end();
+    let child = spawn_captured(
+        Command::new(ukvm_bin())
+            .args(["--seccomp=log", "--kernel"])
+            .arg(guest("blk"))
+            .args(["--cmdline", "mode=rw", "--disk"])
+            .arg(&img),
+    );
+    let pid = child.id();
+    let out = wait_with_limit(child, RUN_LIMIT);
+    assert_eq!(out.status, Some(0), "{out:?}");
+    assert!(out.stdout.contains("flushed, read back ok"), "{out:?}");
+    // The kernel's audit thread prints records a little after the call.
+    let records = log.seccomp_records(pid, None, Duration::from_secs(1));
+    assert!(
+        records.is_empty(),
+        "calls outside the allowlist: {records:#?}"
+    );
 }
