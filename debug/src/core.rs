@@ -9,10 +9,8 @@
 //! for 32-bit kernels: gdb takes the executable's architecture and wants
 //! a core of the same class.
 
-use crate::error::{Error, Result};
 use crate::regs::CpuState;
 use std::io::{Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
 /// One virtually contiguous, physically contiguous piece of guest memory.
@@ -369,43 +367,6 @@ pub fn write<W: Write + Seek>(
     out.flush()
 }
 
-/// Creates `DIR/core.ukvm.PID` (`.1`, `.2`, .. if taken: runs never
-/// overwrite each other's cores) and writes the core there.
-pub fn dump(
-    dir: &Path,
-    mem: &GuestMemoryMmap,
-    state: &CpuState,
-    class: Class,
-    signal: u16,
-) -> Result<PathBuf> {
-    let base = format!("core.ukvm.{}", std::process::id());
-    let err = |path: &Path, source| Error::Core {
-        path: path.display().to_string(),
-        source,
-    };
-    let mut n = 0;
-    let (path, file) = loop {
-        let name = if n == 0 {
-            base.clone()
-        } else {
-            format!("{base}.{n}")
-        };
-        let path = dir.join(name);
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(f) => break (path, f),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
-            Err(e) => return Err(err(&path, e)),
-        }
-    };
-    let mut w = std::io::BufWriter::new(file);
-    write(&mut w, mem, state, class, signal).map_err(|e| err(&path, e))?;
-    Ok(path)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -468,24 +429,6 @@ mod tests {
                 },
             ]
         );
-    }
-
-    #[test]
-    fn dumps_never_overwrite_each_other() {
-        let dir = std::env::temp_dir().join(format!("ukvm-core-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let m = mem(2);
-        let st = CpuState::default();
-        let a = dump(&dir, &m, &st, Class::Elf64, 11).unwrap();
-        let b = dump(&dir, &m, &st, Class::Elf64, 11).unwrap();
-        assert_ne!(a, b);
-        assert_eq!(
-            b.file_name().unwrap().to_string_lossy(),
-            format!("core.ukvm.{}.1", std::process::id())
-        );
-        let e = dump(&dir.join("missing"), &m, &st, Class::Elf64, 11).unwrap_err();
-        assert!(e.to_string().starts_with("cannot write core file"), "{e}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //!   for gdb instead of reaching the guest), hardware breakpoints through
 //!   KVM's debug registers, watchpoints, single-step, and Ctrl-C.
 //! - ELF core files of a crashed guest ([`core`]) that `gdb KERNEL CORE`
-//!   opens.
+//!   opens, created under the sandbox ([`core_file`]).
 //!
 //! The monitor stays in charge of running the guest: it implements
 //! [`Guest`], whose `step` is its own vCPU loop body, and this crate only
@@ -15,6 +15,7 @@
 
 pub mod conn;
 pub mod core;
+pub mod core_file;
 mod error;
 pub mod regs;
 mod session;

@@ -79,6 +79,10 @@ pub enum FdRole {
     Input,
     /// The gdb connection.
     Gdb,
+    /// `--dumpcore`'s directory.
+    CoreDir,
+    /// The fd a core file is written through.
+    Core,
 }
 
 /// How a system call's arguments are pinned.
@@ -92,6 +96,9 @@ pub enum Pin {
     Arg(u8, u64),
     /// Argument 0 is one of the thread's fds of this role.
     Fd(FdRole),
+    /// Argument `fd_arg` is one of the thread's fds of `role`, and
+    /// argument `arg` equals `value`: `FdAnd(fd_arg, role, arg, value)`.
+    FdAnd(u8, FdRole, u8, u64),
     /// `tgkill(our pid, any thread, SIGRTMIN)`: the vCPU kick, to a
     /// thread of this process only.
     Kick,
@@ -184,7 +191,14 @@ pub mod ioctl {
 }
 
 use ioctl::*;
-use FdRole::{Any as AnyFd, Disks, Events, Gdb, Input, Output, Taps, Vcpu as VcpuFd, Vm as VmFd};
+use FdRole::{
+    Any as AnyFd, Core, CoreDir, Disks, Events, Gdb, Input, Output, Taps, Vcpu as VcpuFd,
+    Vm as VmFd,
+};
+
+/// How `--dumpcore` creates a core file (`ukvm_debug::core_file`): a new
+/// file only, write-only, not inherited.
+const CORE_CREATE: u64 = (libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC) as u64;
 
 const PRIVATE_ANON: u64 = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
 
@@ -252,6 +266,10 @@ pub static VCPU: &[Allowed] = &[
     allow(Sysno::pipe2, Pin::Arg(1, libc::O_CLOEXEC as u64), "fast exit: the helper waits on a pipe for our exit"),
     allow(Sysno::read, Pin::Fd(Gdb), "--gdb: packets from gdb"),
     allow(Sysno::write, Pin::Fd(Gdb), "--gdb: packets to gdb"),
+    allow(Sysno::openat, Pin::FdAnd(0, CoreDir, 2, CORE_CREATE), "--dumpcore: creates the core in DIR, a new file only (O_EXCL); Landlock keeps it beneath DIR"),
+    allow(Sysno::dup3, Pin::FdAnd(1, Core, 2, libc::O_CLOEXEC as u64), "--dumpcore: moves the new core onto the fd reserved for it"),
+    allow(Sysno::write, Pin::Fd(Core), "--dumpcore: the core"),
+    allow(Sysno::lseek, Pin::Fd(Core), "--dumpcore: skips pages of zeros (a sparse core)"),
     allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_SET_GUEST_DEBUG), "--gdb: breakpoints, single-step"),
     allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_GET_FPU), "--gdb: x87/SSE registers"),
     allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_SET_FPU), "--gdb: x87/SSE registers"),
@@ -296,6 +314,7 @@ pub fn markdown() -> String {
                 Pin::Ioctl(fd, req) => format!("{} fd, request {req:#x}", fd_name(fd)),
                 Pin::Arg(i, v) => format!("arg{i} = {v:#x}"),
                 Pin::Fd(fd) => format!("{} fds", fd_name(fd)),
+                Pin::FdAnd(i, fd, j, v) => format!("arg{i}: {} fd, arg{j} = {v:#x}", fd_name(fd)),
                 Pin::Kick => "own pid, SIGRTMIN".to_string(),
             };
             out.push_str(&format!(
@@ -319,6 +338,8 @@ fn fd_name(fd: FdRole) -> &'static str {
         FdRole::Disks => "disk",
         FdRole::Input => "input",
         FdRole::Gdb => "gdb connection",
+        FdRole::CoreDir => "--dumpcore directory",
+        FdRole::Core => "core file",
     }
 }
 

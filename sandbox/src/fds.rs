@@ -34,6 +34,10 @@ pub struct Fds {
     pub input: Vec<RawFd>,
     /// The gdb connection (`--gdb`), read and written.
     pub gdb: Vec<RawFd>,
+    /// `--dumpcore`'s directory, where a core may be created.
+    pub core_dir: Vec<RawFd>,
+    /// The fd reserved for writing a core.
+    pub core: Vec<RawFd>,
 }
 
 impl Fds {
@@ -53,6 +57,8 @@ impl Fds {
             FdRole::Disks => self.disks.clone(),
             FdRole::Input => self.input.clone(),
             FdRole::Gdb => self.gdb.clone(),
+            FdRole::CoreDir => self.core_dir.clone(),
+            FdRole::Core => self.core.clone(),
         })
     }
 
@@ -68,6 +74,8 @@ impl Fds {
             (&mut self.disks, &other.disks),
             (&mut self.input, &other.input),
             (&mut self.gdb, &other.gdb),
+            (&mut self.core_dir, &other.core_dir),
+            (&mut self.core, &other.core),
         ] {
             for fd in theirs {
                 if !mine.contains(fd) {
@@ -88,13 +96,14 @@ impl Pin {
     /// hold; any list will do). An empty outer list allows nothing: the
     /// thread has no fd of the pinned role.
     pub fn alternatives(self, fds: &Fds) -> Option<Vec<Vec<ArgEq>>> {
-        let on_fds = |role: FdRole, rest: &[ArgEq]| -> Vec<Vec<ArgEq>> {
+        // Argument `at` is one of `role`'s fds, and `rest` holds.
+        let on_fds = |at: u8, role: FdRole, rest: &[ArgEq]| -> Vec<Vec<ArgEq>> {
             match fds.of(role) {
                 None => vec![rest.to_vec()],
                 Some(list) => list
                     .into_iter()
                     // An fd is an int: compared as the low 32 bits.
-                    .map(|fd| [&[(0, u64::from(fd as u32))], rest].concat())
+                    .map(|fd| [&[(at, u64::from(fd as u32))], rest].concat())
                     .collect(),
             }
         };
@@ -105,8 +114,9 @@ impl Pin {
                 (0, u64::from(std::process::id())),
                 (2, libc::SIGRTMIN() as u64),
             ]]),
-            Pin::Ioctl(role, request) => Some(on_fds(role, &[(1, request)])),
-            Pin::Fd(role) => Some(on_fds(role, &[])),
+            Pin::Ioctl(role, request) => Some(on_fds(0, role, &[(1, request)])),
+            Pin::Fd(role) => Some(on_fds(0, role, &[])),
+            Pin::FdAnd(at, role, arg, value) => Some(on_fds(at, role, &[(arg, value)])),
         }
     }
 }

@@ -3,9 +3,11 @@
 
 use crate::{Error, Result};
 use landlock::{
-    Access, AccessFs, AccessNet, RestrictionStatus, Ruleset, RulesetAttr, RulesetStatus, ABI,
+    Access, AccessFs, AccessNet, PathBeneath, RestrictionStatus, Ruleset, RulesetAttr,
+    RulesetCreatedAttr, RulesetStatus, ABI,
 };
 use std::ffi::CString;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -41,6 +43,9 @@ pub struct Jail {
     /// Take away all filesystem and TCP access with Landlock, where the
     /// kernel has it (silently nothing where it has not).
     pub landlock: bool,
+    /// A directory (an open fd, `O_PATH` will do) beneath which Landlock
+    /// still lets new files be created and written: `--dumpcore`'s.
+    pub create_beneath: Option<RawFd>,
 }
 
 /// How much of the jail the kernel enforced.
@@ -93,7 +98,7 @@ impl Jail {
             drop_to(user)?;
         }
         if self.landlock {
-            landlock()
+            landlock(self.create_beneath)
         } else {
             Ok(LandlockStatus::Off)
         }
@@ -128,16 +133,29 @@ fn drop_to(u: User) -> Result<()> {
 }
 
 /// Handles every filesystem and TCP access right of the newest ABI the
-/// crate knows and grants none: nothing can be opened, created or
-/// connected from here on. Best effort, so older kernels get what they
-/// support and kernels without Landlock get nothing, without a message.
-fn landlock() -> Result<LandlockStatus> {
+/// crate knows and grants none but creating and writing files beneath
+/// `create_beneath`: nothing else can be opened, created or connected
+/// from here on. Best effort, so older kernels get what they support and
+/// kernels without Landlock get nothing, without a message.
+fn landlock(create_beneath: Option<RawFd>) -> Result<LandlockStatus> {
     let abi = ABI::V6;
-    let status: RestrictionStatus = Ruleset::default()
+    let mut ruleset = Ruleset::default()
         .handle_access(AccessFs::from_all(abi))
         .and_then(|r| r.handle_access(AccessNet::from_all(abi)))
         .and_then(|r| r.create())
-        .and_then(|r| r.restrict_self())
+        .map_err(|e| Error::Landlock(e.to_string()))?;
+    if let Some(fd) = create_beneath {
+        // SAFETY: the caller keeps the directory open across this call.
+        let dir = unsafe { BorrowedFd::borrow_raw(fd) };
+        ruleset = ruleset
+            .add_rule(PathBeneath::new(
+                dir,
+                AccessFs::MakeReg | AccessFs::WriteFile,
+            ))
+            .map_err(|e| Error::Landlock(e.to_string()))?;
+    }
+    let status: RestrictionStatus = ruleset
+        .restrict_self()
         .map_err(|e| Error::Landlock(e.to_string()))?;
     Ok(match status.ruleset {
         RulesetStatus::FullyEnforced => LandlockStatus::Full,

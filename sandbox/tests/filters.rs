@@ -62,6 +62,8 @@ fn child_fds() -> Fds {
         disks: vec![open()],
         input: vec![open()],
         gdb: vec![open()],
+        core_dir: vec![open()],
+        core: vec![open()],
     }
 }
 
@@ -156,6 +158,21 @@ fn call(sysno: Sysno, pin: Pin, args: Args, fds: &Child) {
                 fd_of(&fds.fds, role) as u64
             } else {
                 0
+            };
+        }
+        Pin::FdAnd(at, role, arg, value) => {
+            // Bad fds and pointers elsewhere: the call fails once let
+            // through (openat: EFAULT; dup3: EBADF).
+            let (at, arg) = (usize::from(at), usize::from(arg));
+            a[at] = if args == Args::WrongFd {
+                0
+            } else {
+                fd_of(&fds.fds, role) as u64
+            };
+            a[arg] = if args == Args::WrongValue {
+                value ^ 0x100
+            } else {
+                value
             };
         }
         Pin::Ioctl(role, request) => {
@@ -267,7 +284,7 @@ fn every_allowed_call_passes_with_its_arguments_and_dies_without_them() {
             }
             assert_killed(&spawn(&format!("{k}:{i}:value:on")), &what, name);
             if matches!(entry.pin, Pin::Ioctl(role, _) if role != FdRole::Any)
-                || entry.pin == Pin::Kick
+                || matches!(entry.pin, Pin::FdAnd(..) | Pin::Kick)
             {
                 assert_killed(
                     &spawn(&format!("{k}:{i}:fd:on")),

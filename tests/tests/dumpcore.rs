@@ -1,7 +1,8 @@
 //! `--dumpcore DIR`: an ELF core when the guest crashes (our debugme
 //! guest's triple fault) or a Solo5 hvt guest aborts (Solo5's own
 //! test_dumpcore.hvt); gdb opens it with the kernel and names the
-//! crashing function.
+//! crashing function. Every run is sandboxed (seccomp on, Landlock): the
+//! core is created under the filters, in DIR only.
 
 use std::path::{Path, PathBuf};
 use ukvm_tests::debug::gdb_on_core;
@@ -19,6 +20,7 @@ fn cores(dir: &Path) -> Vec<PathBuf> {
 
 fn run(kernel: &Path, dir: &TempDir, args: &[&str]) -> ukvm_tests::Outcome {
     let mut all: Vec<std::ffi::OsString> = vec!["--kernel".into(), kernel.into()];
+    all.push("--seccomp=on".into());
     all.push("--dumpcore".into());
     all.push(dir.join("").into());
     all.extend(args.iter().map(Into::into));
@@ -116,9 +118,32 @@ fn no_crash_no_core_and_bad_directories_are_refused() {
             missing.display()
         )
     );
-    let out = run(&guest("hello"), &dir, &["--seccomp", "on"]);
-    assert_eq!(out.status, Some(240));
-    assert!(out.stderr.contains("give --seccomp off"), "{}", out.stderr);
+}
+
+#[test]
+fn a_core_is_written_after_dropping_to_a_user() {
+    if !kvm_available() {
+        return;
+    }
+    assert!(ukvm_tests::is_root(), "--user needs root");
+    let dir = TempDir::new("core-user");
+    let path = dir.join("");
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+        .expect("chmod");
+    let out = run(
+        &guest("debugme"),
+        &dir,
+        &["--cmdline", "crash", "--user", "65534:65534"],
+    );
+    assert_eq!(out.status, Some(246), "{}", out.stderr);
+    let files = cores(&path);
+    assert_eq!(files.len(), 1, "{files:?} {}", out.stderr);
+    let meta = std::fs::metadata(&files[0]).expect("core");
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 65534);
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o600
+    );
 }
 
 #[test]

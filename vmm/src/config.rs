@@ -266,14 +266,6 @@ impl VmConfig {
                     dir.display()
                 )));
             }
-            if self.seccomp != SeccompMode::Off {
-                // The sandbox lets ukvm create no file once the guest runs.
-                return Err(Error::Config(
-                    "--dumpcore writes its file after the guest ran, which the sandbox forbids: \
-                     give --seccomp off with it"
-                        .into(),
-                ));
-            }
         }
         let (min, max) = (layout::MIN_MEM_SIZE >> 20, layout::MAX_MEM_SIZE >> 20);
         if self.mem_mib < min || self.mem_mib > max {

@@ -5,8 +5,8 @@
 
 use crate::error::Result;
 use crate::vm::{Exit, Vm};
-use std::path::Path;
 use ukvm_debug::core::Class;
+use ukvm_debug::core_file::CoreDir;
 use ukvm_debug::regs::CpuState;
 use ukvm_debug::Layout;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
@@ -48,7 +48,7 @@ fn use_trap_frame(mem: &GuestMemoryMmap, state: &mut CpuState) {
 }
 
 /// Dumps a core into `dir` if `result` is a crash or an hvt abort.
-pub(crate) fn after_run(vm: &mut Vm, result: &Result<Exit>, dir: &Path, layout: Layout) {
+pub(crate) fn after_run(vm: &mut Vm, result: &Result<Exit>, dir: CoreDir, layout: Layout) {
     let hvt = vm.boot().format == ukvm_boot::Format::Solo5Hvt;
     let signal = match result {
         Err(crate::Error::GuestCrash(_)) => libc::SIGSEGV,
@@ -70,7 +70,7 @@ pub(crate) fn after_run(vm: &mut Vm, result: &Result<Exit>, dir: &Path, layout: 
         Layout::I386 => Class::Elf32,
         Layout::X86_64 => Class::Elf64,
     };
-    match ukvm_debug::core::dump(dir, vm.memory(), &state, class, signal as u16) {
+    match dir.dump(vm.memory(), &state, class, signal as u16) {
         Ok(path) => eprintln!("ukvm: core dumped to {}", path.display()),
         Err(e) => eprintln!("ukvm: warning: {e}"),
     }

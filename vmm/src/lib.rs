@@ -59,6 +59,7 @@ pub mod terminal;
 pub mod timings;
 mod vcpu;
 pub mod vm;
+mod vm_fds;
 
 pub use config::{Kernel, VmConfig};
 pub use error::{Crash, CrashKind, Error, Result};

@@ -110,8 +110,7 @@ struct Opts {
     timings: Option<PathBuf>,
     /// System call filters on ukvm's threads: on (a refused call kills
     /// ukvm with SIGSYS, naming it), log (the kernel logs refused calls,
-    /// which still run), off. Default: on, or off with --dumpcore (a core
-    /// file is created after the guest ran, which the sandbox forbids).
+    /// which still run), off. Default: on.
     #[arg(long, value_name = "on|log|off")]
     seccomp: Option<SeccompMode>,
     /// When started as root: run as UID:GID once /dev/kvm, the TAPs and
@@ -151,11 +150,7 @@ fn main() -> ExitCode {
             ))
         }
     };
-    let seccomp = opts.seccomp.unwrap_or(if opts.dumpcore.is_some() {
-        SeccompMode::Off
-    } else {
-        SeccompMode::Kill
-    });
+    let seccomp = opts.seccomp.unwrap_or(SeccompMode::Kill);
     // Opened now: once the VM runs, ukvm can open no file.
     let timings = match opts.timings.map(TimingsOut::open).transpose() {
         Ok(t) => t,
@@ -165,6 +160,7 @@ fn main() -> ExitCode {
         chroot: opts.chroot,
         user: opts.user,
         landlock: seccomp != SeccompMode::Off,
+        create_beneath: None,
     };
     let mut cfg = VmConfig::new()
         .seccomp(seccomp)

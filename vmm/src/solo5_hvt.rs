@@ -241,6 +241,7 @@ impl Options {
             chroot: None,
             user: None,
             landlock: true,
+            create_beneath: None,
         };
         let mut cfg = VmConfig::new()
             .seccomp(SeccompMode::Kill)

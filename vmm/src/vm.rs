@@ -102,7 +102,7 @@ pub struct Vm {
     /// A debugger is attached: int3s go to it before being completed.
     pub(crate) debugging: bool,
     /// `--dumpcore`: where a crashed guest's core goes, and its class.
-    dumpcore: Option<(std::path::PathBuf, ukvm_debug::Layout)>,
+    dumpcore: Option<(ukvm_debug::core_file::CoreDir, ukvm_debug::Layout)>,
 }
 
 fn kvm_err(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
@@ -172,6 +172,14 @@ impl Vm {
         let layout = crate::gdb::layout_for(format, &image);
         let gdb = crate::gdb::Pending::bind(&cfg, layout)?;
         let mut machine = machine::for_format(format, &name, &image, &cfg)?;
+        // Opened now: once the sandbox is in, a core can only be created
+        // relative to this directory (see `ukvm_debug::core_file`).
+        let core_dir = cfg
+            .dumpcore
+            .as_deref()
+            .map(ukvm_debug::core_file::CoreDir::open)
+            .transpose()
+            .map_err(|e| Error::Config(format!("--dumpcore: {e}")))?;
         let kicker = Kicker::new().map_err(|e| Error::Device(format!("vCPU kick: {e}")))?;
 
         let kvm = Kvm::new().map_err(Error::KvmOpen)?;
@@ -210,17 +218,16 @@ impl Vm {
         machine.configure_vcpu(&vcpu, &mem)?;
         timings.mark(Phase::VcpuConfigured);
 
-        let mut output = cfg.sandbox_output.clone();
-        if cfg.serial_is_stdout {
-            output.push(libc::STDOUT_FILENO);
-        }
+        let output = crate::vm_fds::output(&cfg);
         let serial = Arc::new(Mutex::new(Serial::new(
             cfg.serial,
             machine.serial_irq(&vm, &kicker)?,
         )));
         // Every file is open: enter the jail before the I/O thread starts,
         // so that it inherits the user and Landlock.
-        timings.landlock = cfg.jail.enter()?.name();
+        let mut jail = cfg.jail.clone();
+        jail.create_beneath = core_dir.as_ref().map(|d| d.dir_fd());
+        timings.landlock = jail.enter()?.name();
         let Devices {
             pio,
             mmio,
@@ -234,8 +241,12 @@ impl Vm {
             kicker: &kicker,
         })?;
         timings.seccomp = cfg.seccomp.name();
-        let mut fds = sandbox_fds(&vcpu, &vm, &kicker, output);
-        fds.extend(&device_fds);
+        let mut fds = crate::vm_fds::gather(
+            (&vcpu, &vm, &kicker),
+            output,
+            &device_fds,
+            core_dir.as_ref(),
+        );
         if let Some(io) = io.as_mut() {
             io.serve(cfg.seccomp, fds.clone())?;
         }
@@ -270,7 +281,7 @@ impl Vm {
             console,
             gdb,
             debugging: false,
-            dumpcore: cfg.dumpcore.map(|dir| (dir, layout)),
+            dumpcore: core_dir.map(|dir| (dir, layout)),
         })
     }
 
@@ -297,7 +308,7 @@ impl Vm {
         }
         let result = self.run_loop(gdb);
         if let Some((dir, layout)) = self.dumpcore.take() {
-            crate::dumpcore::after_run(self, &result, &dir, layout);
+            crate::dumpcore::after_run(self, &result, dir, layout);
         }
         // Input has nowhere to go now.
         self.console = None;
@@ -565,25 +576,6 @@ impl Vm {
         drop(mem);
         timings.mark(Phase::VmTornDown);
         timings
-    }
-}
-
-/// The fds every VM's threads use: its KVM fds, the kick's eventfd,
-/// and where output goes (stdout for the default serial console, the
-/// caller's [`VmConfig::sandbox_output`]); the machine adds its devices'.
-fn sandbox_fds(
-    vcpu: &VcpuFd,
-    vm: &VmFd,
-    kicker: &Kicker,
-    output: Vec<std::os::fd::RawFd>,
-) -> ukvm_sandbox::Fds {
-    use std::os::fd::AsRawFd;
-    ukvm_sandbox::Fds {
-        vcpu: Some(vcpu.as_raw_fd()),
-        vm: Some(vm.as_raw_fd()),
-        output,
-        events: vec![kicker.wake_fd().as_raw_fd()],
-        ..Default::default()
     }
 }
 
