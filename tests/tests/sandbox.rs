@@ -10,7 +10,8 @@ use ukvm_sandbox::{SeccompMode, ThreadKind};
 use ukvm_tests::kmsg::{self, Kmsg};
 use ukvm_tests::net::{NetNs, RunningGuest};
 use ukvm_tests::{
-    guest, is_root, kvm_available, spawn_captured, ukvm_bin, wait_with_limit, TempDir, RUN_LIMIT,
+    guest, is_root, kvm_available, run_ukvm, spawn_captured, ukvm_bin, wait_with_limit, TempDir,
+    RUN_LIMIT,
 };
 
 const BOOT: Duration = Duration::from_secs(30);
@@ -272,4 +273,45 @@ fn a_guest_with_a_disk_makes_no_call_its_filters_would_refuse() {
         records.is_empty(),
         "calls outside the allowlist: {records:#?}"
     );
+}
+
+/// `--timings`' `seccomp` and `landlock` for a run of hello with `args`.
+fn sandbox_report(args: &[&str]) -> (String, String) {
+    let mut all = vec!["--kernel".into(), guest("hello").into_os_string()];
+    all.extend(args.iter().map(Into::into));
+    all.push("--timings".into());
+    let out = run_ukvm(all);
+    assert_eq!(out.status, Some(0), "{args:?}: {out:?}");
+    let json = out.stderr.lines().last().unwrap_or_default();
+    let field = |key: &str| {
+        json.split(&format!("\"{key}\":\""))
+            .nth(1)
+            .and_then(|v| v.split('"').next())
+            .unwrap_or_else(|| panic!("no {key} in {json}"))
+            .to_string()
+    };
+    (field("seccomp"), field("landlock"))
+}
+
+#[test]
+fn landlock_is_switched_on_its_own() {
+    if !kvm_available() {
+        return;
+    }
+    let enforced = |l: &str| l != "off";
+    let (s, l) = sandbox_report(&[]);
+    assert!(s == "on" && enforced(&l), "default: {s} {l}");
+    let (s, l) = sandbox_report(&["--landlock", "off"]);
+    assert_eq!((s.as_str(), l.as_str()), ("on", "off"));
+    let (s, l) = sandbox_report(&["--seccomp", "off"]);
+    assert_eq!((s.as_str(), l.as_str()), ("off", "off"));
+    let (s, l) = sandbox_report(&["--seccomp", "off", "--landlock", "on"]);
+    assert!(s == "off" && enforced(&l), "--landlock on: {s} {l}");
+    let out = run_ukvm([
+        "--kernel".as_ref(),
+        guest("hello").as_os_str(),
+        "--landlock=maybe".as_ref(),
+    ]);
+    assert_eq!(out.status, Some(2), "{out:?}");
+    assert!(out.stderr.contains("--landlock"), "{}", out.stderr);
 }

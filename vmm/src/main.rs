@@ -113,6 +113,11 @@ struct Opts {
     /// which still run), off. Default: on.
     #[arg(long, value_name = "on|log|off")]
     seccomp: Option<SeccompMode>,
+    /// Landlock, which takes away all filesystem access once every file
+    /// is open: on or off. Default: on, unless --seccomp off (which turns
+    /// the whole sandbox off).
+    #[arg(long, value_name = "on|off", value_parser = ["on", "off"])]
+    landlock: Option<String>,
     /// When started as root: run as UID:GID once /dev/kvm, the TAPs and
     /// the disks are open.
     #[arg(long, value_name = "UID:GID")]
@@ -159,7 +164,9 @@ fn main() -> ExitCode {
     let jail = Jail {
         chroot: opts.chroot,
         user: opts.user,
-        landlock: seccomp != SeccompMode::Off,
+        landlock: opts
+            .landlock
+            .map_or(seccomp != SeccompMode::Off, |l| l == "on"),
         create_beneath: None,
     };
     let mut cfg = VmConfig::new()
