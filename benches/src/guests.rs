@@ -120,6 +120,7 @@ pub fn all(dir: &Path, scratch: &Path, tap: Option<&BenchTap>) -> Result<Vec<Gue
         g.cannot_run
             .push((Monitor::Solo5Hvt, "solo5-hvt runs Solo5 hvt images only"));
     }
+    guests.push(hvt_exit(dir));
     guests.push(solo5_quiet());
     Ok(guests)
 }
@@ -158,6 +159,36 @@ fn solo5_quiet() -> Guest {
         cannot_run,
         why: "Solo5 0.12.1's test_quiet.hvt (ABI 2, 2 MiB of bss): prints its \
               banner and SUCCESS, exits 0; solo5-hvt is the peer",
+    }
+}
+
+/// Our smallest hvt guest (tests/guests/hvt/exit.c, ABI 2): one puts
+/// hypercall and a halt, ~60 emulated instructions. Against solo5-hvt it
+/// separates the monitors' own cost (real on this host) from the guest's
+/// start-up, which test_quiet adds on top (emulated here, ~1,600
+/// instructions: the same under both monitors).
+fn hvt_exit(dir: &Path) -> Guest {
+    Guest {
+        name: "hvt-exit",
+        kernel: dir.join("hvt-exit.bin"),
+        cmdline: "",
+        mem_mib: 4,
+        ready_marker: Some("hvt exit"),
+        must_print: Some("hvt exit"),
+        status: 0,
+        ukvm_args: vec![],
+        qemu_args: vec![],
+        cannot_run: vec![
+            (Monitor::QemuMicrovm, "QEMU has no hvt loader"),
+            (Monitor::QemuPc, "QEMU has no hvt loader"),
+            (
+                Monitor::UkvmKvmIrqchip,
+                "an hvt guest takes no interrupts: same as ukvm",
+            ),
+        ],
+        why: "tests/guests/hvt/exit.c: prints one line and halts at once; \
+              monitor-side boot and exit cost of the hvt path, ukvm against \
+              solo5-hvt",
     }
 }
 

@@ -10,7 +10,7 @@
 # Included before `all`: keep it the default goal.
 .DEFAULT_GOAL := all
 
-HVT_GUESTS := hello time block net
+HVT_GUESTS := hello time block net exit
 BINS += $(HVT_GUESTS:%=$(OUT)/hvt-%.bin) \
 	$(OUT)/hvt-lowseg.bin $(OUT)/hvt-badabi.bin $(OUT)/hvt-bigmft.bin
 
