@@ -1,15 +1,20 @@
 //! The `ukvm` command: boot a unikernel from the command line. Called as
 //! `solo5-hvt` or `ukvm hvt`, it takes solo5-hvt's command line instead
 //! (`solo5_hvt.rs`).
+//!
+//! `#![no_main]`: the C library calls [`main`] without Rust's runtime
+//! start-up, which cost more than anything else before the command line
+//! is parsed (`startup.rs` says what it did and what is kept).
+#![no_main]
 
 mod solo5_hvt;
 
 mod signals;
+mod startup;
 
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Instant;
 use ukvm::{Error, VmConfig};
 use ukvm_sandbox::{Jail, SeccompMode, User};
@@ -127,8 +132,17 @@ struct Opts {
     chroot: Option<PathBuf>,
 }
 
-fn main() -> ExitCode {
+/// The process's entry point, called by the C library.
+#[no_mangle]
+pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
     let start = ukvm::timings::process_start();
+    startup::init();
+    // process::exit flushes stdout, as returning from a Rust main would.
+    std::process::exit(i32::from(ukvm_main(start)))
+}
+
+/// ukvm's main: the process exit status.
+fn ukvm_main(start: Instant) -> u8 {
     let argv: Vec<String> = std::env::args_os()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
@@ -236,7 +250,7 @@ fn run(
     timings_out: Option<TimingsOut>,
     verbose: bool,
     (signals, seccomp): (signals::Blocked, SeccompMode),
-) -> ExitCode {
+) -> u8 {
     let mut vm = match cfg.build() {
         Ok(vm) => vm,
         Err(e) => return fail(&e),
@@ -263,7 +277,7 @@ fn run(
         ukvm::fastexit::exit_detached(vm, status(exit));
     }
     match result {
-        Ok(exit) => ExitCode::from(status(&exit) as u8),
+        Ok(exit) => status(&exit) as u8,
         Err(e) => fail(&e),
     }
 }
@@ -293,7 +307,7 @@ fn report_timings(out: TimingsOut, json: &str) {
     }
 }
 
-fn fail(e: &Error) -> ExitCode {
+fn fail(e: &Error) -> u8 {
     eprintln!("ukvm: error: {e}");
-    ExitCode::from(e.exit_status() as u8)
+    e.exit_status() as u8
 }

@@ -18,7 +18,6 @@
 use std::collections::HashMap;
 use std::fmt::Display;
 use std::path::Path;
-use std::process::ExitCode;
 use std::time::Instant;
 use ukvm::boot::hvt::{self, DeviceKind, Manifest};
 use ukvm::VmConfig;
@@ -76,22 +75,18 @@ struct Options {
 
 /// Runs solo5-hvt's command line. `start` is the process start, for the
 /// boot timings.
-pub fn main(inv: Invocation, start: Instant, signals: crate::signals::Blocked) -> ExitCode {
+pub fn main(inv: Invocation, start: Instant, signals: crate::signals::Blocked) -> u8 {
     let prog = inv.prog.clone();
     match run(inv, start, signals) {
         Ok(code) => code,
         Err(Refusal(msg)) => {
             eprintln!("{prog}: {msg}");
-            ExitCode::from(STATUS_TENDER)
+            STATUS_TENDER
         }
     }
 }
 
-fn run(
-    inv: Invocation,
-    start: Instant,
-    signals: crate::signals::Blocked,
-) -> Result<ExitCode, Refusal> {
+fn run(inv: Invocation, start: Instant, signals: crate::signals::Blocked) -> Result<u8, Refusal> {
     let Invocation { prog, args } = inv;
     // First pass: --help and --version win, up to the kernel.
     let mut kernel_at = None;
@@ -302,12 +297,12 @@ fn check_all_attached(prog: &str, manifest: &Manifest, opts: &Options) -> Result
 /// Builds and runs the VM; the exit status is the guest's, or 1 with one
 /// line when ukvm cannot build or run it. SIGTERM and SIGINT stop the
 /// guest and exit 1, as solo5-hvt's handler does.
-fn boot(prog: &str, cfg: VmConfig, signals: crate::signals::Blocked) -> ExitCode {
+fn boot(prog: &str, cfg: VmConfig, signals: crate::signals::Blocked) -> u8 {
     let mut vm = match cfg.build() {
         Ok(vm) => vm,
         Err(e) => {
             eprintln!("{prog}: {e}");
-            return ExitCode::from(STATUS_TENDER);
+            return STATUS_TENDER;
         }
     };
     let received = signals.start(vm.stop_handle(), SeccompMode::Kill, vm.sandbox_fds());
@@ -321,12 +316,12 @@ fn boot(prog: &str, cfg: VmConfig, signals: crate::signals::Blocked) -> ExitCode
         Ok(exit) => ukvm::fastexit::exit_detached(vm, exit.status()),
         Err(e) => {
             eprintln!("{prog}: {e}");
-            ExitCode::from(STATUS_TENDER)
+            STATUS_TENDER
         }
     }
 }
 
-fn usage(prog: &str) -> ExitCode {
+fn usage(prog: &str) -> u8 {
     eprintln!(
         "usage: {prog} [ CORE OPTIONS ] [ MODULE OPTIONS ] [ -- ] KERNEL [ ARGS ]
 KERNEL is the filename of the unikernel to run.
@@ -345,13 +340,13 @@ This is ukvm {} taking solo5-hvt's command line (Solo5 hvt ABI 1 and 2).",
         env!("CARGO_PKG_VERSION")
     );
     // solo5-hvt's usage() exits 1, also for --help.
-    ExitCode::from(STATUS_TENDER)
+    STATUS_TENDER
 }
 
-fn version(prog: &str) -> ExitCode {
+fn version(prog: &str) -> u8 {
     eprintln!(
         "{prog} tender, version ukvm-{} (solo5-hvt v0.12.1 compatible)\nABI version 2",
         env!("CARGO_PKG_VERSION")
     );
-    ExitCode::SUCCESS
+    0
 }
