@@ -22,7 +22,10 @@
 //! from just before it spawns the program to the moment it reaps it
 //! ("exit"), and to the moment the guest's first line arrives on the pipe
 //! connected to the program's stdout, where the guest's serial port goes
-//! ("ready"). Memory is measured in separate runs (see `memory`).
+//! ("ready"). Memory is measured in separate runs (see `memory`). The
+//! CPU time each run cost (the monitor's, and its leftover teardown
+//! helper's) is reported too (see `run`): steadier than wall-clock time on
+//! a machine shared with other work.
 
 mod guests;
 mod memory;
@@ -71,6 +74,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    run::become_subreaper();
     print!("{}", report::machine(&opts.programs.qemu));
     let scratch = std::env::temp_dir().join(format!("ukvm-bench-{}", std::process::id()));
     let made = std::fs::create_dir_all(&scratch).map_err(|e| e.to_string());

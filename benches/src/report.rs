@@ -140,8 +140,9 @@ fn spread(mut v: Vec<f64>) -> String {
     format!("{:>8.3} {:>8.3} {:>8.3}", v[0], m, v[v.len() - 1])
 }
 
-/// Median over rounds of ukvm's time divided by this column's.
-fn ratio(ukvm: Option<&Column>, col: &Column) -> String {
+/// Median over rounds of ukvm's `what` (exit or CPU time) divided by
+/// this column's.
+fn ratio(ukvm: Option<&Column>, col: &Column, what: fn(&Sample) -> Duration) -> String {
     let Some(u) = ukvm.filter(|u| u.unavailable.is_none() && col.monitor != Monitor::Ukvm) else {
         return "-".into();
     };
@@ -149,7 +150,7 @@ fn ratio(ukvm: Option<&Column>, col: &Column) -> String {
         .samples
         .iter()
         .zip(&col.samples)
-        .map(|(a, b)| ms(a.exit) / ms(b.exit))
+        .map(|(a, b)| ms(what(a)) / ms(what(b)))
         .collect();
     if r.is_empty() {
         return "-".into();
@@ -166,13 +167,32 @@ fn table(guest: &Guest, cols: &[Column], rounds: usize) -> String {
     );
     let _ = writeln!(
         s,
-        "{:<13} {:^26} {:^26} {:>10} {:>9} {:>9} {:>9}",
-        "", "spawn->exit ms", "spawn->ready ms", "ukvm/this", "peak RSS", "guest", "monitor"
+        "{:<13} {:^26} {:^26} {:>10} {:>17} {:>9} {:>9} {:>9}",
+        "",
+        "spawn->exit ms",
+        "spawn->ready ms",
+        "ukvm/this",
+        "cpu ms  ukvm/this",
+        "peak RSS",
+        "guest",
+        "monitor"
     );
     let _ = writeln!(
         s,
-        "{:<13} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9} {:>9} {:>9}",
-        "monitor", "min", "median", "max", "min", "median", "max", "median", "KiB", "KiB", "KiB"
+        "{:<13} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10} {:>8} {:>8} {:>9} {:>9} {:>9}",
+        "monitor",
+        "min",
+        "median",
+        "max",
+        "min",
+        "median",
+        "max",
+        "median",
+        "median",
+        "median",
+        "KiB",
+        "KiB",
+        "KiB"
     );
     let ukvm = cols.iter().find(|c| c.monitor == Monitor::Ukvm);
     for col in cols {
@@ -182,6 +202,12 @@ fn table(guest: &Guest, cols: &[Column], rounds: usize) -> String {
         }
         let exits = col.samples.iter().map(|x| ms(x.exit)).collect();
         let readies = col.samples.iter().filter_map(|x| x.ready.map(ms)).collect();
+        let mut cpu: Vec<f64> = col.samples.iter().map(|x| ms(x.cpu)).collect();
+        let cpu = if cpu.is_empty() {
+            "-".into()
+        } else {
+            format!("{:.3}", median(&mut cpu))
+        };
         let mem = match &col.memory {
             Some(Ok(u)) => format!("{:>9} {:>9} {:>9}", u.peak, u.guest, u.monitor()),
             Some(Err(e)) => format!("memory not measured: {e}"),
@@ -189,11 +215,12 @@ fn table(guest: &Guest, cols: &[Column], rounds: usize) -> String {
         };
         let _ = writeln!(
             s,
-            "{:<13} {} {} {:>10} {mem}",
+            "{:<13} {} {} {:>10} {cpu:>8} {:>8} {mem}",
             col.monitor.name(),
             spread(exits),
             spread(readies),
-            ratio(ukvm, col),
+            ratio(ukvm, col, |x| x.exit),
+            ratio(ukvm, col, |x| x.cpu),
         );
     }
     s
