@@ -7,13 +7,18 @@
 //!   VM needs is open by then.
 //! - [`seccomp`]: one filter per thread kind ([`ThreadKind`]), built with
 //!   `seccompiler` from the allowlist in [`allowlist`], where adding a
-//!   system call for a thread kind is one line.
+//!   system call for a thread kind is one line. [`bpf_tree`] lays the
+//!   dispatch on the system call number out as a binary search, which keeps
+//!   installing a filter cheap; [`bpf_eval`] runs a filter without the
+//!   kernel, for tests and the install benchmark.
 //! - a SIGSYS handler that names the refused system call on stderr before
 //!   the process dies of SIGSYS.
 
 #![deny(missing_docs)]
 
 pub mod allowlist;
+pub mod bpf_eval;
+pub mod bpf_tree;
 pub mod fds;
 pub mod jail;
 pub mod seccomp;
