@@ -74,9 +74,9 @@ impl ConsoleInput {
         );
         let q = quit.clone();
         // The VM's eventfds (the serial interrupt kicks the vCPU), its
-        // own quit eventfd and input; no KVM fd, TAP or disk.
+        // own quit eventfd and input; no KVM fd, TAP or disk, and no
+        // output but stderr (always allowed).
         let fds = Fds {
-            output: vm_fds.output.clone(),
             events: [&vm_fds.events[..], &[quit.as_raw_fd()]].concat(),
             input: vec![input.as_raw_fd()],
             ..Fds::default()

@@ -134,9 +134,14 @@ impl Pending {
         drop(self.listener);
         let kicker = vm.kicker();
         let fd = std::os::fd::AsRawFd::as_raw_fd(&conn);
-        let (mode, mut fds) = vm.sandbox();
-        // The Ctrl-C thread reads the connection and kicks the vCPU.
-        fds.gdb.push(fd);
+        let (mode, vm_fds) = vm.sandbox();
+        // The Ctrl-C thread reads the connection and kicks the vCPU:
+        // nothing else (no output but stderr, always allowed).
+        let fds = ukvm_sandbox::Fds {
+            events: vm_fds.events,
+            gdb: vec![fd],
+            ..Default::default()
+        };
         let setup: ukvm_debug::ThreadSetup =
             Box::new(move || {
                 match ukvm_sandbox::seccomp::install(ukvm_sandbox::ThreadKind::Console, mode, &fds)

@@ -77,8 +77,8 @@ impl Blocked {
         let spawned = (fd >= 0).then(|| {
             // SAFETY: signalfd returned a new descriptor that nothing else owns.
             let mut signals = unsafe { File::from_raw_fd(fd) };
+            // No output but stderr (always allowed).
             let fds = Fds {
-                output: vm_fds.output.clone(),
                 events: vm_fds.events.clone(),
                 input: vec![fd],
                 ..Fds::default()

@@ -248,7 +248,7 @@ impl Vm {
             core_dir.as_ref(),
         );
         if let Some(io) = io.as_mut() {
-            io.serve(cfg.seccomp, fds.clone())?;
+            io.serve(cfg.seccomp, crate::vm_fds::for_io(&fds))?;
         }
         let stop = StopHandle::new(kicker.clone());
         if cfg.serial_input.is_some() {

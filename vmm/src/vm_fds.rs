@@ -41,3 +41,16 @@ pub(crate) fn gather(
     fds.extend(devices);
     fds
 }
+
+/// What of the VM's fds the I/O thread uses: the VM fd (interrupt
+/// lines), the eventfds, the TAPs and the disks. It writes no output but
+/// stderr (always allowed) and has no vCPU fd.
+pub(crate) fn for_io(vm_fds: &Fds) -> Fds {
+    Fds {
+        vm: vm_fds.vm,
+        events: vm_fds.events.clone(),
+        taps: vm_fds.taps.clone(),
+        disks: vm_fds.disks.clone(),
+        ..Fds::default()
+    }
+}
