@@ -363,6 +363,20 @@ mod tests {
     }
 
     #[test]
+    fn io_thread_pins_no_vcpu_ioctl() {
+        // ukvm confines the I/O thread before the vCPU exists (its filter
+        // has no vCPU fd): an ioctl pinned to it would be refused.
+        for a in ThreadKind::Io.allowlist() {
+            assert!(
+                !matches!(a.pin, Pin::Ioctl(FdRole::Vcpu, _)),
+                "{}: {}",
+                a.sysno.name(),
+                a.why
+            );
+        }
+    }
+
+    #[test]
     fn readme_lists_every_allowed_system_call() {
         let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
             .expect("README.md");

@@ -103,6 +103,15 @@ impl Jail {
             Ok(LandlockStatus::Off)
         }
     }
+
+    /// Landlock alone, on the calling thread, with nothing allowed (not
+    /// `create_beneath` either): for a thread started before
+    /// [`Jail::enter`] that opens no file itself. Landlock is per thread
+    /// and inherited only by threads started later, whereas the chroot
+    /// and the user (libc changes them on every thread) are the process's.
+    pub fn landlock_thread() -> Result<LandlockStatus> {
+        landlock(None)
+    }
 }
 
 fn chroot(dir: &Path) -> Result<()> {

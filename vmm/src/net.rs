@@ -33,12 +33,17 @@ pub fn open_nets(specs: Vec<NetSpec>) -> Result<Vec<(NetSpec, Tap)>> {
     Ok(nets)
 }
 
-/// Puts one virtio-net device per TAP on the bus, in order.
-pub fn add_nets(pci: &mut PciBuilder<'_>, nets: Vec<(NetSpec, Tap)>) -> Result<()> {
-    for (spec, tap) in nets {
-        let net = Net::new(tap, spec.mac, spec.mtu)
-            .map_err(|e| Error::Device(format!("--net {}: {e}", spec.tap)))?;
-        pci.add_virtio(net)?;
-    }
-    Ok(())
+/// One virtio-net device per TAP, made before the VM exists.
+pub fn make_nics(nets: Vec<(NetSpec, Tap)>) -> Result<Vec<Net<Tap>>> {
+    nets.into_iter()
+        .map(|(spec, tap)| {
+            Net::new(tap, spec.mac, spec.mtu)
+                .map_err(|e| Error::Device(format!("--net {}: {e}", spec.tap)))
+        })
+        .collect()
+}
+
+/// Puts the virtio-net devices on the bus, in order.
+pub fn add_nets(pci: &mut PciBuilder<'_>, nets: Vec<Net<Tap>>) -> Result<()> {
+    nets.into_iter().try_for_each(|n| pci.add_virtio(n))
 }

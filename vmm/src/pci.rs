@@ -172,8 +172,6 @@ pub struct PciBuilder<'a> {
     subscribers: Vec<Subscriber>,
     /// The devices, for their refusal counters.
     devices: Vec<Arc<Mutex<dyn VirtioDevice>>>,
-    /// The devices' queue eventfds, for the seccomp filters.
-    queue_event_fds: Vec<std::os::fd::RawFd>,
 }
 
 fn bus_err(e: impl std::fmt::Display) -> Error {
@@ -209,7 +207,6 @@ impl<'a> PciBuilder<'a> {
             count: 0,
             subscribers: Vec::new(),
             devices: Vec::new(),
-            queue_event_fds: Vec::new(),
         }
     }
 
@@ -253,8 +250,7 @@ impl<'a> PciBuilder<'a> {
                 transport,
             )
             .map_err(bus_err)?;
-        let queue_events = self.register_ioevents(&*ukvm_devices::bus::lock(&device), &res);
-        self.queue_event_fds.extend(queue_events);
+        self.register_ioevents(&*ukvm_devices::bus::lock(&device), &res);
         self.devices.push(device.clone());
         self.subscribers.push(device);
         self.count += 1;
@@ -263,33 +259,18 @@ impl<'a> PciBuilder<'a> {
 
     /// Lets KVM complete queue notifications itself. Where it cannot, the
     /// write exits to ukvm and the transport signals the queue instead.
-    /// Returns the queue eventfds: the I/O thread reads them, the vCPU
-    /// thread writes them in that case.
-    fn register_ioevents(
-        &self,
-        device: &dyn VirtioDevice,
-        res: &Resources,
-    ) -> Vec<std::os::fd::RawFd> {
-        use std::os::fd::AsRawFd;
-        let mut fds = Vec::new();
+    fn register_ioevents(&self, device: &dyn VirtioDevice, res: &Resources) {
         for (q, evt) in device.queue_events().iter().enumerate() {
             let port = IoEventAddress::Pio(res.legacy_notify_port());
             let _ = self.vm.register_ioevent(evt, &port, q as u16);
             let addr = IoEventAddress::Mmio(res.notify_addr(q));
             let _ = self.vm.register_ioevent(evt, &addr, NoDatamatch);
-            fds.push(evt.as_raw_fd());
         }
-        fds
     }
 
-    /// The queue eventfds of the devices added so far.
-    pub fn queue_event_fds(&self) -> Vec<std::os::fd::RawFd> {
-        self.queue_event_fds.clone()
-    }
-
-    /// Puts the configuration ports on the bus and starts the I/O thread
-    /// if there are devices to serve.
-    pub fn finish(self) -> Result<Option<IoThread>> {
+    /// Puts the configuration ports on the bus and hands the devices to
+    /// `io`, the I/O thread started for them (`None`: there are none).
+    pub fn finish(self, io: Option<IoThread>) -> Result<Option<IoThread>> {
         self.pio
             .insert(
                 pci::CONFIG_PORT,
@@ -297,21 +278,43 @@ impl<'a> PciBuilder<'a> {
                 Arc::new(Mutex::new(self.root)),
             )
             .map_err(bus_err)?;
-        if self.subscribers.is_empty() {
-            return Ok(None);
+        match (io, self.subscribers.is_empty()) {
+            (io, true) => Ok(io),
+            (None, false) => Err(Error::Device(
+                "PCI: devices but no I/O thread to serve them".into(),
+            )),
+            (Some(mut io), false) => {
+                io.serve(self.subscribers, self.devices)?;
+                Ok(Some(io))
+            }
         }
-        let mut io = IoThread::spawn(self.subscribers)?;
-        io.count_refusals_of(self.devices);
-        Ok(Some(io))
     }
 }
 
-/// Attaches one virtio-blk device per disk, in command-line order.
-pub fn add_disks(pci: &mut PciBuilder<'_>, disks: Vec<Disk>) -> Result<()> {
-    for disk in disks {
-        let name = disk.name.clone();
-        let block = Block::new(disk).map_err(|e| Error::Device(format!("--disk {name}: {e}")))?;
-        pci.add_virtio(block)?;
-    }
-    Ok(())
+/// One virtio-blk device per disk, made before the VM exists.
+pub fn make_blocks(disks: Vec<Disk>) -> Result<Vec<Block>> {
+    disks
+        .into_iter()
+        .map(|disk| {
+            let name = disk.name.clone();
+            Block::new(disk).map_err(|e| Error::Device(format!("--disk {name}: {e}")))
+        })
+        .collect()
+}
+
+/// Attaches the virtio-blk devices, in command-line order.
+pub fn add_blocks(pci: &mut PciBuilder<'_>, blocks: Vec<Block>) -> Result<()> {
+    blocks.into_iter().try_for_each(|b| pci.add_virtio(b))
+}
+
+/// The queue eventfds of `devices`: the I/O thread reads them, and the
+/// vCPU thread writes them where KVM could not take a notification.
+pub fn queue_event_fds<'a>(
+    devices: impl IntoIterator<Item = &'a dyn VirtioDevice>,
+) -> Vec<std::os::fd::RawFd> {
+    use std::os::fd::AsRawFd;
+    devices
+        .into_iter()
+        .flat_map(|d| d.queue_events().iter().map(AsRawFd::as_raw_fd))
+        .collect()
 }

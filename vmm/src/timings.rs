@@ -18,6 +18,14 @@ pub enum Phase {
     KernelLoaded,
     /// vCPU registers, CPUID and descriptor tables set.
     VcpuConfigured,
+    /// Devices on the buses, handed to the I/O thread.
+    DevicesAttached,
+    /// The I/O thread's Landlock and seccomp filter in place (it confines
+    /// itself in parallel, from `vm_created` on, so this may come before
+    /// the phases above).
+    IoThreadSandboxed,
+    /// The vCPU thread's seccomp filter in place.
+    VcpuSandboxed,
     /// First `KVM_RUN` entered.
     FirstRun,
     /// First byte written by the guest to the serial console.
@@ -31,12 +39,15 @@ pub enum Phase {
 }
 
 /// Every phase, in order.
-pub const PHASES: [Phase; 10] = [
+pub const PHASES: [Phase; 13] = [
     Phase::ArgsParsed,
     Phase::VmCreated,
     Phase::MemoryRegistered,
     Phase::KernelLoaded,
     Phase::VcpuConfigured,
+    Phase::DevicesAttached,
+    Phase::IoThreadSandboxed,
+    Phase::VcpuSandboxed,
     Phase::FirstRun,
     Phase::FirstSerialByte,
     Phase::GuestReady,
@@ -53,6 +64,9 @@ impl Phase {
             Phase::MemoryRegistered => "memory_registered",
             Phase::KernelLoaded => "kernel_loaded",
             Phase::VcpuConfigured => "vcpu_configured",
+            Phase::DevicesAttached => "devices_attached",
+            Phase::IoThreadSandboxed => "io_thread_sandboxed",
+            Phase::VcpuSandboxed => "vcpu_sandboxed",
             Phase::FirstRun => "first_run",
             Phase::FirstSerialByte => "first_serial_byte",
             Phase::GuestReady => "guest_ready",

@@ -190,6 +190,9 @@ impl Vm {
         let mem = memory::create(&machine.ram_ranges(cfg.mem_bytes()))?;
         memory::register(&vm, &mem)?;
         timings.mark(Phase::MemoryRegistered);
+        // Not before memory registration: that waits for an SRCU grace
+        // period, which a busy second thread delayed by milliseconds.
+        let mut io = IoThread::start_for(&*machine, &cfg, &vm, &kicker)?;
 
         let params = BootParams {
             cmdline: cfg.cmdline.clone(),
@@ -223,15 +226,18 @@ impl Vm {
             cfg.serial,
             machine.serial_irq(&vm, &kicker)?,
         )));
-        // Every file is open: enter the jail before the I/O thread starts,
-        // so that it inherits the user and Landlock.
+        // Every file is open: enter the jail before the other threads
+        // start, so that they inherit the user and Landlock.
         let mut jail = cfg.jail.clone();
         jail.create_beneath = core_dir.as_ref().map(|d| d.dir_fd());
         timings.landlock = jail.enter()?.name();
+        if let Some(io) = io.as_mut() {
+            io.confine_after_jail()?;
+        }
         let Devices {
             pio,
             mmio,
-            mut io,
+            io,
             delivery,
             fds: device_fds,
         } = machine.attach(Wiring {
@@ -239,7 +245,9 @@ impl Vm {
             mem: &mem,
             serial: serial.clone(),
             kicker: &kicker,
+            io,
         })?;
+        timings.mark(Phase::DevicesAttached);
         timings.seccomp = cfg.seccomp.name();
         let mut fds = crate::vm_fds::gather(
             (&vcpu, &vm, &kicker),
@@ -247,9 +255,6 @@ impl Vm {
             &device_fds,
             core_dir.as_ref(),
         );
-        if let Some(io) = io.as_mut() {
-            io.serve(cfg.seccomp, crate::vm_fds::for_io(&fds))?;
-        }
         let stop = StopHandle::new(kicker.clone());
         if cfg.serial_input.is_some() {
             ukvm_devices::bus::lock(&serial).set_interactive();
@@ -303,8 +308,10 @@ impl Vm {
             fds.gdb.push(gdb.fd());
         }
         ukvm_sandbox::seccomp::install(ukvm_sandbox::ThreadKind::Vcpu, mode, &fds)?;
+        self.timings.mark(Phase::VcpuSandboxed);
         if let Some(io) = self.io.as_mut() {
-            io.wait_filtered()?;
+            let at = io.wait_confined()?;
+            self.timings.mark_at(Phase::IoThreadSandboxed, at);
         }
         let result = self.run_loop(gdb);
         if let Some((dir, layout)) = self.dumpcore.take() {

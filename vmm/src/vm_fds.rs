@@ -42,15 +42,18 @@ pub(crate) fn gather(
     fds
 }
 
-/// What of the VM's fds the I/O thread uses: the VM fd (interrupt
-/// lines), the eventfds, the TAPs and the disks. It writes no output but
-/// stderr (always allowed) and has no vCPU fd.
-pub(crate) fn for_io(vm_fds: &Fds) -> Fds {
-    Fds {
-        vm: vm_fds.vm,
-        events: vm_fds.events.clone(),
-        taps: vm_fds.taps.clone(),
-        disks: vm_fds.disks.clone(),
+/// The I/O thread's fds, all made before the vCPU (see
+/// `IoThread::start_for`): the VM fd (`KVM_IRQ_LINE`), the kick's
+/// eventfd, the devices' (TAPs, disk images, queue eventfds) and `own`,
+/// its stop eventfds. It writes no output but stderr (always allowed)
+/// and has no vCPU fd.
+pub(crate) fn io_thread(vm: &VmFd, kicker: &Kicker, devices: &Fds, own: [RawFd; 2]) -> Fds {
+    let mut fds = Fds {
+        vm: Some(vm.as_raw_fd()),
+        events: vec![kicker.wake_fd().as_raw_fd()],
         ..Fds::default()
-    }
+    };
+    fds.events.extend(own);
+    fds.extend(devices);
+    fds
 }

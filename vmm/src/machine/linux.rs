@@ -24,6 +24,14 @@ impl LinuxMachine {
 }
 
 impl Machine for LinuxMachine {
+    fn serves_queues(&self) -> bool {
+        self.0.serves_queues()
+    }
+
+    fn device_fds(&self) -> ukvm_sandbox::Fds {
+        self.0.device_fds()
+    }
+
     fn create_chips(&mut self, vm: &VmFd) -> Result<bool> {
         // Linux needs its APICs even without devices.
         pci::create_irqchip(vm)?;

@@ -50,6 +50,8 @@ pub(crate) struct Wiring<'a> {
     pub serial: Arc<Mutex<Serial>>,
     /// Brings the vCPU out of the guest when a device interrupts.
     pub kicker: &'a Kicker,
+    /// The I/O thread, started if [`Machine::serves_queues`].
+    pub io: Option<IoThread>,
 }
 
 /// The wiring of one kind of guest, called by `Vm::new` in this order.
@@ -58,6 +60,20 @@ pub(crate) trait Machine {
     /// in-kernel irqchip). Returns whether the VM has KVM's irqchip.
     fn create_chips(&mut self, _vm: &VmFd) -> Result<bool> {
         Ok(false)
+    }
+
+    /// Whether the machine has devices whose queues an I/O thread serves.
+    /// `Vm::new` then starts that thread as soon as the VM exists, so that
+    /// it confines itself while the kernel loads, and hands it to
+    /// [`Machine::attach`] in [`Wiring::io`].
+    fn serves_queues(&self) -> bool {
+        false
+    }
+
+    /// The fds of those devices (TAPs, disk images, queue eventfds), for
+    /// the I/O thread's filter, which is built before they are attached.
+    fn device_fds(&self) -> ukvm_sandbox::Fds {
+        ukvm_sandbox::Fds::default()
     }
 
     /// Guest RAM `(start, size)` ranges for `mem_bytes` of requested
@@ -93,7 +109,7 @@ pub(crate) trait Machine {
         Ok(IrqTrigger::disconnected())
     }
 
-    /// Puts the devices on the buses and starts the I/O thread.
+    /// Puts the devices on the buses and hands them to the I/O thread.
     fn attach(self: Box<Self>, wiring: Wiring<'_>) -> Result<Devices>;
 }
 

@@ -22,15 +22,20 @@ use ukvm_devices::i8042::{self, I8042};
 use ukvm_devices::irq::IrqTrigger;
 use ukvm_devices::rtc::{self, Rtc};
 use ukvm_devices::serial::{self, Serial};
+use ukvm_devices::virtio::VirtioDevice;
 use ukvm_devices::Bus;
 use ukvm_devices::{pic, pit};
-use ukvm_virtio_blk::Disk;
-use ukvm_virtio_net::{NetSpec, Tap};
+use ukvm_sandbox::Fds;
+use ukvm_virtio_blk::Block;
+use ukvm_virtio_net::{Net, Tap};
 
-/// The device backends of a PC machine, opened before the VM exists.
+/// The devices of a PC machine, made (backends opened) before the VM
+/// exists.
 pub(crate) struct PcMachine {
-    disks: Vec<Disk>,
-    nets: Vec<(NetSpec, Tap)>,
+    disks: Vec<Block>,
+    nets: Vec<Net<Tap>>,
+    /// Their TAPs, disk images and queue eventfds.
+    fds: Fds,
     irqchip: IrqChipKind,
     /// ukvm's PIC, made when COM1's line is wired to it.
     chip: Option<Arc<IrqChip>>,
@@ -47,9 +52,21 @@ impl PcMachine {
                 pci::MAX_DEVICES
             )));
         }
+        let disks = pci::open_disks(&pci::parse_disks(&cfg.disks)?)?;
+        let taps = net::open_nets(net::parse_nets(&cfg.nets)?)?;
+        let mut fds = Fds {
+            disks: disks.iter().filter_map(|d| d.backend.fd()).collect(),
+            taps: taps.iter().map(|(_, t)| t.as_raw_fd()).collect(),
+            ..Default::default()
+        };
+        let disks = pci::make_blocks(disks)?;
+        let nets = net::make_nics(taps)?;
+        let devices = disks.iter().map(|d| d as &dyn VirtioDevice);
+        fds.events = pci::queue_event_fds(devices.chain(nets.iter().map(|n| n as _)));
         Ok(PcMachine {
-            disks: pci::open_disks(&pci::parse_disks(&cfg.disks)?)?,
-            nets: net::open_nets(net::parse_nets(&cfg.nets)?)?,
+            disks,
+            nets,
+            fds,
             irqchip: cfg.irqchip,
             chip: None,
         })
@@ -97,17 +114,12 @@ impl PcMachine {
             let delivery = userspace_chips(&mut pio, &chip, wiring.kicker, wake)?;
             (chip, Box::new(delivery))
         };
-        let mut fds = ukvm_sandbox::Fds {
-            disks: self.disks.iter().filter_map(|d| d.backend.fd()).collect(),
-            taps: self.nets.iter().map(|(_, t)| t.as_raw_fd()).collect(),
-            ..Default::default()
-        };
+        let mut fds = self.fds.clone();
         let mut mmio = Bus::new();
         let mut pci_bus = pci::PciBuilder::new(wiring.vm, wiring.mem, &mut pio, &mut mmio, sink);
-        pci::add_disks(&mut pci_bus, self.disks)?;
+        pci::add_blocks(&mut pci_bus, self.disks)?;
         net::add_nets(&mut pci_bus, self.nets)?;
-        fds.events = pci_bus.queue_event_fds();
-        let io = pci_bus.finish()?;
+        let io = pci_bus.finish(wiring.io)?;
         if let Some(io) = &io {
             fds.events.extend(io.event_fds());
         }
@@ -122,6 +134,14 @@ impl PcMachine {
 }
 
 impl Machine for PcMachine {
+    fn serves_queues(&self) -> bool {
+        !self.disks.is_empty() || !self.nets.is_empty()
+    }
+
+    fn device_fds(&self) -> Fds {
+        self.fds.clone()
+    }
+
     fn create_chips(&mut self, vm: &VmFd) -> Result<bool> {
         // ukvm's own PIC and PIT cost nothing until used; KVM's cost
         // milliseconds of creation and teardown (see crate::interrupts).
