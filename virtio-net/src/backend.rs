@@ -37,4 +37,7 @@ pub struct Stats {
     pub tx_dropped_too_big: u64,
     /// Frames the TAP refused.
     pub tx_errors: u64,
+    /// Reads from the TAP that failed with an error other than "no
+    /// frame" (each fails the receive request it was for).
+    pub rx_errors: u64,
 }

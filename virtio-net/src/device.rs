@@ -249,6 +249,11 @@ impl<B: NetBackend> VirtioDevice for Net<B> {
         s.rx_bad_chains + s.tx_bad_chains + s.tx_dropped_too_big
     }
 
+    fn backend_errors(&self) -> u64 {
+        let s = self.stats();
+        s.rx_errors + s.tx_errors
+    }
+
     fn reset(&mut self) {
         self.active = None;
         self.rx.reset();

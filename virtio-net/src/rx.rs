@@ -24,6 +24,11 @@ use vm_memory::{Address, Bytes, GuestAddress, GuestMemory, Permissions};
 /// frame plus Ethernet and virtio-net headers).
 pub const RX_BUF_LEN: usize = 65_562;
 
+/// Read errors in a row, neither "no frame" nor a dead TAP (EIO, EINVAL,
+/// anything unforeseen), after which the receive side gives up and the
+/// device stops: an error that lasts would otherwise be retried forever.
+pub const RX_ERROR_LIMIT: u32 = 8;
+
 /// What stopped the receive loop.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Stop {
@@ -47,6 +52,8 @@ pub struct Rx {
     chains: Vec<(u16, u32)>,
     /// (address, length) of their writable descriptors, in order.
     segs: Vec<(GuestAddress, usize)>,
+    /// Read errors since the last frame read (see [`RX_ERROR_LIMIT`]).
+    errors_in_row: u32,
 }
 
 impl Default for Rx {
@@ -58,6 +65,7 @@ impl Default for Rx {
             pending: None,
             chains: Vec::new(),
             segs: Vec::new(),
+            errors_in_row: 0,
         }
     }
 }
@@ -83,6 +91,19 @@ impl Rx {
     /// Forgets any pending frame (device reset).
     pub fn reset(&mut self) {
         self.pending = None;
+        self.errors_in_row = 0;
+    }
+
+    /// Counts a read error that is neither "no frame" nor a dead TAP, and
+    /// returns it once [`RX_ERROR_LIMIT`] came in a row.
+    fn read_error(&mut self, e: io::Error, stats: &mut Stats) -> io::Result<()> {
+        stats.rx_errors += 1;
+        self.errors_in_row += 1;
+        if self.errors_in_row >= RX_ERROR_LIMIT {
+            self.errors_in_row = 0;
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Moves frames from `backend` into the queue until one side runs dry.
@@ -111,15 +132,21 @@ impl Rx {
                     if avail_count(queue, mem) == 0 {
                         return Ok(Stop::NoBuffers);
                     }
-                    match backend.read_frame(&mut self.buf) {
-                        Ok(n) => n,
+                    match backend.read_frame(&mut self.buf).and_then(not_empty) {
+                        Ok(n) => {
+                            self.errors_in_row = 0;
+                            n
+                        }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                             return Ok(Stop::BackendEmpty)
                         }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                         Err(e) if is_fatal(&e) => return Err(e),
-                        // Transient errors lose one frame at most.
-                        Err(_) => continue,
+                        // Interrupted, or an error that loses one frame at
+                        // most: tried again, a bounded number of times.
+                        Err(e) => {
+                            self.read_error(e, stats)?;
+                            continue;
+                        }
                     }
                 }
             };
@@ -162,8 +189,10 @@ impl Rx {
             };
             let head = chain.head_index();
             self.segs.clear();
+            // A chain no longer than the header can hold no frame (and a
+            // TAP refuses to read into one: EINVAL, every time).
             let room = match self.collect(chain, mem, RX_BUF_LEN) {
-                Some(room) if self.map_segs(mem) => room,
+                Some(room) if room > hdr_len && self.map_segs(mem) => room,
                 _ => {
                     stats.rx_bad_chains += 1;
                     let _ = queue.add_used(mem, head, 0);
@@ -178,20 +207,30 @@ impl Rx {
                 iov_base: &mut *self.spare as *mut u8 as *mut libc::c_void,
                 iov_len: 1,
             });
-            let r = backend.read_frame_iov(&self.iov);
+            let r = backend.read_frame_iov(&self.iov).and_then(not_empty);
             self.iov.clear();
             let len = match r {
-                Ok(n) => n,
-                Err(e) => {
+                Ok(n) => {
+                    self.errors_in_row = 0;
+                    n
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock || is_fatal(&e) => {
                     // The chain was not used: it stays posted.
                     queue.set_next_avail(start);
-                    match e.kind() {
-                        io::ErrorKind::WouldBlock => return Ok(Stop::BackendEmpty),
-                        _ if is_fatal(&e) => return Err(e),
-                        // Interrupted, or a transient error that loses one
-                        // frame at most.
-                        _ => continue,
-                    }
+                    return match e.kind() {
+                        io::ErrorKind::WouldBlock => Ok(Stop::BackendEmpty),
+                        _ => Err(e),
+                    };
+                }
+                Err(e) => {
+                    // Interrupted, or an error that may last: this request
+                    // fails (the chain goes back empty) rather than being
+                    // retried with the same chain for ever, and a run of
+                    // them stops the device.
+                    let _ = queue.add_used(mem, head, 0);
+                    *used = true;
+                    self.read_error(e, stats)?;
+                    continue;
                 }
             };
             if len <= hdr_len || len > room {
@@ -356,6 +395,18 @@ impl Rx {
             off = end;
         }
     }
+}
+
+/// A read of no bytes is an error: a TAP never returns an empty frame,
+/// and taking it for one could loop without end.
+fn not_empty(n: usize) -> io::Result<usize> {
+    if n == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "read returned no bytes",
+        ));
+    }
+    Ok(n)
 }
 
 /// Chains the driver has posted and we have not taken.

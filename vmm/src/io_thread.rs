@@ -252,6 +252,15 @@ impl IoThread {
             .sum()
     }
 
+    /// Requests the devices failed because of their host backend (see
+    /// `VirtioDevice::backend_errors`).
+    pub fn backend_errors(&self) -> u64 {
+        self.devices
+            .iter()
+            .map(|d| ukvm_devices::bus::lock(d).backend_errors())
+            .sum()
+    }
+
     /// Waits until the confinement asked for by [`IoThread::confine`] is
     /// in place, so that the guest never runs with an unfiltered thread;
     /// returns when it was put in place.

@@ -185,6 +185,9 @@ pub struct Timings {
     /// Device requests and chains refused (malformed, outside guest
     /// memory, writes to a read-only disk).
     pub refused: u64,
+    /// Device requests failed by the host backend (TAP read or write
+    /// errors).
+    pub backend_errors: u64,
     /// seccomp mode of the run ("on", "log", "off").
     pub seccomp: &'static str,
     /// What Landlock enforced ("full", "partial", "unsupported", "off").
@@ -211,6 +214,7 @@ impl Timings {
             unclaimed_writes: 0,
             irqchip: false,
             refused: 0,
+            backend_errors: 0,
             seccomp: "off",
             landlock: "off",
             outcome: "",
@@ -265,8 +269,8 @@ impl Timings {
         push_counts(&mut s, PORT_RANGES.iter().map(|r| r.0).zip(self.port_exits));
         let _ = write!(
             s,
-            "}},\"kernel_bytes_read\":{},\"format\":\"{}\",\"unclaimed_reads\":{},\"unclaimed_writes\":{},\"irqchip\":{},\"refused\":{},\"seccomp\":\"{}\",\"landlock\":\"{}\",\"outcome\":\"{}\"}}",
-            self.kernel_bytes_read, self.format, self.unclaimed_reads, self.unclaimed_writes, self.irqchip, self.refused, self.seccomp, self.landlock, self.outcome
+            "}},\"kernel_bytes_read\":{},\"format\":\"{}\",\"unclaimed_reads\":{},\"unclaimed_writes\":{},\"irqchip\":{},\"refused\":{},\"backend_errors\":{},\"seccomp\":\"{}\",\"landlock\":\"{}\",\"outcome\":\"{}\"}}",
+            self.kernel_bytes_read, self.format, self.unclaimed_reads, self.unclaimed_writes, self.irqchip, self.refused, self.backend_errors, self.seccomp, self.landlock, self.outcome
         );
         // Appended inside the object, after the keys that came before it.
         s.pop();
@@ -330,6 +334,10 @@ mod tests {
         assert!(json.contains("\"serial\":1"));
         assert!(json.contains("\"other\":1"));
         assert!(json.contains("\"io_in\":3"));
+        assert!(
+            json.contains("\"refused\":0,\"backend_errors\":0,"),
+            "{json}"
+        );
         for p in PHASES {
             assert!(json.contains(p.key()));
         }

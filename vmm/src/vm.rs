@@ -323,6 +323,7 @@ impl Vm {
         if let Some(io) = self.io.as_mut() {
             io.stop();
             self.timings.refused = io.refused();
+            self.timings.backend_errors = io.backend_errors();
         }
         self.timings.emulated = self.emulator.counts();
         self.delivery.finish();

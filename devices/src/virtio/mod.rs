@@ -95,6 +95,11 @@ pub trait VirtioDevice: Send {
     fn refused(&self) -> u64 {
         0
     }
+    /// Requests failed so far by the host side (a TAP that refused a
+    /// read or a write). `--timings` reports the sum as `backend_errors`.
+    fn backend_errors(&self) -> u64 {
+        0
+    }
 }
 
 /// Copies `data.len()` bytes of a configuration space held as bytes,
