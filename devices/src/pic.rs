@@ -18,10 +18,12 @@
 //!
 //! Guest nonsense is contained, not obeyed: a level-triggered line that is
 //! acknowledged [`LEVEL_STORM_LIMIT`] times without ever going low (the
-//! guest's handler EOIs but never quiets the device) is held off until the
-//! device lowers it, as Linux's "nobody cared" check does; both that and
-//! edges that arrive while one is already pending are counted
-//! ([`PicStats`]).
+//! guest's handler EOIs but never quiets the device) is held off, as
+//! Linux's "nobody cared" check disables such a line; from then until the
+//! device lowers it, the line requests once per [`Pic::release_held`],
+//! which the monitor calls at a bounded rate (Linux polls such a line
+//! every 100 ms). Edges that arrive while one is already pending merge
+//! into it. Both are counted ([`PicStats`]).
 
 /// The master's command and data ports.
 pub const MASTER_PORT: u16 = 0x20;
@@ -72,8 +74,12 @@ struct Chip {
     rotate_on_auto_eoi: bool,
     special_fully_nested: bool,
     elcr: u8,
-    /// Level lines held off as storms, until they go low.
+    /// Level lines held off as storms, until they go low or are let
+    /// through once by [`Pic::release_held`].
     held: u8,
+    /// Level lines that stormed and have not gone low since: held again
+    /// at their next acknowledge.
+    storming: u8,
     /// Acknowledges per level line since it was last low.
     acks: [u32; 8],
 }
@@ -124,6 +130,7 @@ impl Chip {
             } else {
                 self.irr &= !bit;
                 self.held &= !bit;
+                self.storming &= !bit;
                 self.acks[usize::from(irq)] = 0;
             }
         } else if high && !was {
@@ -146,12 +153,16 @@ impl Chip {
         }
         if self.elcr & bit == 0 {
             self.irr &= !bit;
+        } else if self.storming & bit != 0 {
+            // Let through once by `release_held`: held again.
+            self.held |= bit;
         } else {
             let acks = &mut self.acks[usize::from(irq)];
             *acks += 1;
             if *acks >= LEVEL_STORM_LIMIT {
                 *acks = 0;
                 self.held |= bit;
+                self.storming |= bit;
                 stats.level_storms += 1;
             }
         }
@@ -165,6 +176,7 @@ impl Chip {
             irr: self.irr & self.elcr,
             elcr: self.elcr,
             held: self.held,
+            storming: self.storming,
             acks: self.acks,
             init_state: 1,
             init4: val & 1 != 0,
@@ -366,6 +378,22 @@ impl Pic {
             return false;
         }
         chip == 0 || self.can_interrupt(CASCADE_IRQ)
+    }
+
+    /// Whether a line is held off as a storm.
+    pub fn has_held(&self) -> bool {
+        self.chips.iter().any(|c| c.held != 0)
+    }
+
+    /// Lets every line held off as a storm request once more; each is
+    /// held again at its acknowledge, until its device lowers it. The
+    /// monitor calls this at a bounded rate: the storm goes on at that
+    /// rate, and a guest that services the device late still gets it.
+    pub fn release_held(&mut self) {
+        for chip in &mut self.chips {
+            chip.held = 0;
+        }
+        self.cascade();
     }
 
     /// What the guest did that was contained so far.

@@ -218,14 +218,7 @@ fn a_level_line_never_quieted_is_held_off_until_it_goes_low() {
     let mut pic = pc_pic();
     pic.set_level_triggered(&[5]);
     pic.set_level(5, true);
-    let mut delivered = 0;
-    while pic.output() {
-        assert_eq!(pic.acknowledge(), 0x25);
-        pic.write(MASTER_PORT, EOI);
-        delivered += 1;
-        assert!(delivered <= LEVEL_STORM_LIMIT, "never held off");
-    }
-    assert_eq!(delivered, LEVEL_STORM_LIMIT);
+    assert_eq!(deliver_all(&mut pic, 0x25), LEVEL_STORM_LIMIT);
     assert_eq!(pic.stats().level_storms, 1);
     // Other lines still work.
     pic.pulse(1);
@@ -235,6 +228,53 @@ fn a_level_line_never_quieted_is_held_off_until_it_goes_low() {
     pic.set_level(5, false);
     pic.set_level(5, true);
     assert_eq!(pic.acknowledge(), 0x25);
+}
+
+/// The interrupts a storming master line (vector `vector`) delivers, with
+/// the guest EOIing each, until the PIC stops asking.
+fn deliver_all(pic: &mut Pic, vector: u8) -> u32 {
+    let mut delivered = 0;
+    while pic.output() {
+        assert_eq!(pic.acknowledge(), vector);
+        pic.write(MASTER_PORT, EOI);
+        delivered += 1;
+        assert!(delivered <= LEVEL_STORM_LIMIT, "never held off");
+    }
+    delivered
+}
+
+#[test]
+fn a_held_storm_is_let_through_once_per_release_until_the_line_goes_low() {
+    let mut pic = pc_pic();
+    pic.set_level_triggered(&[5]);
+    pic.set_level(5, true);
+    assert_eq!(deliver_all(&mut pic, 0x25), LEVEL_STORM_LIMIT);
+    assert!(pic.has_held());
+    // The monitor's rate limit: one delivery per release, then held
+    // again, and still one storm.
+    for _ in 0..3 {
+        pic.release_held();
+        assert_eq!(deliver_all(&mut pic, 0x25), 1);
+        assert!(pic.has_held());
+    }
+    assert_eq!(pic.stats().level_storms, 1);
+    // The device finally lowers it: no longer held, and a new raise is
+    // an ordinary interrupt that needs another full storm to be held.
+    pic.set_level(5, false);
+    assert!(!pic.has_held());
+    pic.set_level(5, true);
+    assert_eq!(deliver_all(&mut pic, 0x25), LEVEL_STORM_LIMIT);
+    assert_eq!(pic.stats().level_storms, 2);
+}
+
+#[test]
+fn release_without_a_storm_changes_nothing() {
+    let mut pic = pc_pic();
+    pic.set_level_triggered(&[11]);
+    pic.release_held();
+    assert!(!pic.output() && !pic.has_held());
+    pic.set_level(11, true);
+    assert_eq!(pic.acknowledge(), 0x2b);
 }
 
 #[test]

@@ -20,7 +20,7 @@ use kvm_ioctls::VcpuFd;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use ukvm_devices::bus::lock;
 use ukvm_devices::pic::{Pic, PicStats};
 use ukvm_devices::BusDevice;
@@ -32,6 +32,8 @@ pub(crate) struct IrqChip {
     pic: Mutex<Pic>,
     /// The PIC's INTR output, as of its last change.
     pending: AtomicBool,
+    /// A level line is held off as a storm, as of the PIC's last change.
+    held: AtomicBool,
     kicker: Kicker,
     delivered: AtomicU64,
     /// When the output last went up, in ns after `origin` (0: not up):
@@ -51,6 +53,7 @@ impl IrqChip {
         Arc::new(IrqChip {
             pic: Mutex::new(pic),
             pending: AtomicBool::new(false),
+            held: AtomicBool::new(false),
             kicker,
             delivered: AtomicU64::new(0),
             raised_at: AtomicU64::new(0),
@@ -65,6 +68,7 @@ impl IrqChip {
         let result = f(&mut pic);
         let up = pic.output();
         let was = self.pending.swap(up, Ordering::SeqCst);
+        self.held.store(pic.has_held(), Ordering::Relaxed);
         drop(pic);
         if up && !was {
             self.raised_at.store(self.now_ns(), Ordering::Relaxed);
@@ -109,6 +113,16 @@ impl IrqChip {
         self.with_pic(false, Pic::acknowledge)
     }
 
+    /// Whether a level line is held off as a storm.
+    fn held(&self) -> bool {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Lets held lines request once more (see [`StormThrottle`]).
+    fn release_held(&self) {
+        self.with_pic(false, Pic::release_held);
+    }
+
     fn can_interrupt(&self, irq: u8) -> bool {
         lock(&self.pic).can_interrupt(irq)
     }
@@ -142,9 +156,39 @@ impl BusDevice for PicPorts {
     }
 }
 
+/// How often a level line held off as a storm gets through: the rate a
+/// storm is limited to once detected (Linux polls a line it disabled as
+/// "nobody cared" every 100 ms too).
+pub(crate) const STORM_RELEASE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Rate-limits a held level-line storm ([`Pic::release_held`]): a release
+/// is due [`STORM_RELEASE_INTERVAL`] after a line was first seen held.
+#[derive(Debug, Default)]
+pub(crate) struct StormThrottle {
+    due: Option<Instant>,
+}
+
+impl StormThrottle {
+    /// With a line held (`held`) at `now`: whether to release it now, and
+    /// otherwise when it is due (`None` without a held line).
+    pub(crate) fn poll(&mut self, held: bool, now: Instant) -> (bool, Option<Instant>) {
+        if !held {
+            self.due = None;
+            return (false, None);
+        }
+        let due = *self.due.get_or_insert(now + STORM_RELEASE_INTERVAL);
+        if now >= due {
+            self.due = None;
+            return (true, None);
+        }
+        (false, Some(due))
+    }
+}
+
 /// The vCPU side: injection, `hlt`, and the figures for `--timings`.
 pub(crate) struct Userspace {
     chip: Arc<IrqChip>,
+    throttle: StormThrottle,
     timer: Arc<PitTimer>,
     /// Lines devices can raise at any time (PCI INTx).
     device_irqs: Vec<u8>,
@@ -161,6 +205,7 @@ impl Userspace {
     ) -> Self {
         Userspace {
             chip,
+            throttle: StormThrottle::default(),
             timer,
             device_irqs,
             kicker,
@@ -177,6 +222,19 @@ impl Userspace {
                 .device_irqs
                 .iter()
                 .any(|&irq| self.chip.can_interrupt(irq))
+    }
+
+    /// Lets a held storm through when due; returns when it is due next.
+    fn throttle_storm(&mut self) -> Option<Instant> {
+        if !self.chip.held() {
+            self.throttle.due = None;
+            return None;
+        }
+        let (release, due) = self.throttle.poll(true, Instant::now());
+        if release {
+            self.chip.release_held();
+        }
+        due
     }
 
     /// Sleeps until a kick (a device interrupt, a stop) or `until` (the
@@ -206,6 +264,7 @@ impl Userspace {
 
 impl Delivery for Userspace {
     fn before_run(&mut self, vcpu: &mut VcpuFd) {
+        self.throttle_storm();
         let run = vcpu.get_kvm_run();
         if !self.chip.pending() {
             run.request_interrupt_window = 0;
@@ -242,6 +301,7 @@ impl Delivery for Userspace {
             // Drain first: a kick after this wakes the poll below.
             let _ = kicker.wake_fd().read();
             self.timer.poll();
+            let release = self.throttle_storm();
             if self.chip.pending() || stop.is_requested() {
                 return true;
             }
@@ -249,7 +309,11 @@ impl Delivery for Userspace {
             if !self.can_wake(next_tick) {
                 return false;
             }
-            self.sleep(next_tick);
+            let until = match (next_tick, release) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            self.sleep(until);
         }
     }
 
@@ -283,5 +347,78 @@ impl crate::pci::IrqSink for IrqChip {
     fn set_line(&self, irq: u8, high: bool) -> std::io::Result<()> {
         self.set_level(irq, high);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_storm_is_released_once_per_interval() {
+        let mut t = StormThrottle::default();
+        let start = Instant::now();
+        assert_eq!(t.poll(false, start), (false, None));
+        let due = start + STORM_RELEASE_INTERVAL;
+        assert_eq!(t.poll(true, start), (false, Some(due)));
+        // Exits before the interval is over release nothing.
+        let soon = start + STORM_RELEASE_INTERVAL / 2;
+        assert_eq!(t.poll(true, soon), (false, Some(due)));
+        assert_eq!(t.poll(true, due), (true, None));
+        // Held again at once: the next release is one interval later.
+        assert_eq!(
+            t.poll(true, due),
+            (false, Some(due + STORM_RELEASE_INTERVAL))
+        );
+        // The line went low: nothing due any more, and a new storm
+        // starts a fresh interval.
+        assert_eq!(t.poll(false, due), (false, None));
+        let later = due + STORM_RELEASE_INTERVAL * 5;
+        assert_eq!(
+            t.poll(true, later),
+            (false, Some(later + STORM_RELEASE_INTERVAL))
+        );
+    }
+
+    /// A storm the guest acknowledges as fast as it can (polled on every
+    /// exit): once held, about 10 interrupts a second get through.
+    #[test]
+    fn a_held_storm_is_limited_to_ten_a_second() {
+        let mut pic = Pic::new();
+        for (port, vals) in [
+            (ukvm_devices::pic::MASTER_PORT, [0x11, 0x20, 0x04, 0x01]),
+            (ukvm_devices::pic::SLAVE_PORT, [0x11, 0x28, 0x02, 0x01]),
+        ] {
+            for (i, v) in vals.into_iter().enumerate() {
+                pic.write(port + u16::from(i > 0), v);
+            }
+        }
+        pic.write(0x21, 0);
+        pic.set_level_triggered(&[10]);
+        pic.set_level(10, true);
+        let mut t = StormThrottle::default();
+        let start = Instant::now();
+        let (mut held_at, mut after) = (None, 0u32);
+        // One exit every 10 us, for 1.5 simulated seconds.
+        for us in (0..1_500_000u64).step_by(10) {
+            let now = start + Duration::from_micros(us);
+            if t.poll(pic.has_held(), now).0 {
+                pic.release_held();
+            }
+            if pic.output() {
+                pic.acknowledge();
+                pic.write(0xa0, 0x20);
+                pic.write(0x20, 0x20);
+                if held_at.is_some_and(|at| now < at + Duration::from_secs(1)) {
+                    after += 1;
+                }
+            }
+            if pic.has_held() && held_at.is_none() {
+                held_at = Some(now);
+            }
+        }
+        assert!(held_at.is_some(), "the storm was never held");
+        assert!((9..=10).contains(&after), "{after} in the second after");
+        assert_eq!(pic.stats().level_storms, 1);
     }
 }
