@@ -144,7 +144,13 @@ fn solo5_quiet() -> Guest {
     ];
     if !kernel.exists() {
         let missing = "../shared/solo5/test_quiet.hvt is missing (see shared/solo5/README.txt)";
-        cannot_run.extend([Monitor::Ukvm, Monitor::UkvmB, Monitor::Solo5Hvt].map(|m| (m, missing)));
+        let ukvms = [Monitor::Ukvm, Monitor::UkvmB, Monitor::UkvmNoSeccomp];
+        cannot_run.extend(
+            ukvms
+                .into_iter()
+                .chain([Monitor::Solo5Hvt])
+                .map(|m| (m, missing)),
+        );
     }
     Guest {
         name: "solo5-hvt-quiet",

@@ -6,7 +6,7 @@
 //! cargo bench -p ukvm-benches -- [--rounds N]     (benches/boot.rs builds ukvm)
 //! cargo build --release && target/release/ukvm-benches [--rounds N]
 //!     [--guests hello-quiet,hello,blk,solo5-hvt-quiet]
-//!     [--monitors ukvm,ukvm-kvmirq,qemu-microvm,qemu-pc,solo5-hvt,floor,floor-irqchip]
+//!     [--monitors ukvm,ukvm-kvmirq,ukvm-noseccomp,qemu-microvm,qemu-pc,solo5-hvt,floor,floor-irqchip]
 //!     [--solo5-hvt PATH]
 //!     [--ukvm PATH] [--ukvm-b PATH] [--floor PATH] [--qemu PATH] [--no-memory]
 //! ```
@@ -16,6 +16,8 @@
 //! `ukvm-kvmirq` is ukvm with `--irqchip kvm` (KVM's in-kernel PIC, IOAPIC
 //! and PIT instead of ukvm's own), `floor-irqchip` the floor program with
 //! `KVM_CREATE_IRQCHIP`: the interrupt controller's cost, A/B in one run.
+//! `ukvm-noseccomp` is ukvm with `--seccomp=off` (no seccomp filters and
+//! no Landlock): the sandbox's cost, A/B in one run.
 //! As root, a TAP is created (and deleted) for `hello-quiet-disk-nic`.
 //!
 //! Every time is measured by this process, the same way for every program:
@@ -51,7 +53,7 @@ struct Options {
 }
 
 const USAGE: &str = "usage: ukvm-benches [--rounds N] [--guests a,b] \
-[--monitors ukvm,ukvm-kvmirq,qemu-microvm,qemu-pc,solo5-hvt,floor,floor-irqchip] [--solo5-hvt PATH] [--ukvm PATH] [--ukvm-b PATH] [--floor PATH] [--qemu PATH] \
+[--monitors ukvm,ukvm-kvmirq,ukvm-noseccomp,qemu-microvm,qemu-pc,solo5-hvt,floor,floor-irqchip] [--solo5-hvt PATH] [--ukvm PATH] [--ukvm-b PATH] [--floor PATH] [--qemu PATH] \
 [--guest-dir DIR] [--no-memory]";
 
 fn main() -> ExitCode {

@@ -18,6 +18,9 @@ pub enum Monitor {
     /// The ukvm CLI with `--irqchip kvm` (KVM's PIC, IOAPIC and PIT instead
     /// of ukvm's own): the A/B of issue 12.
     UkvmKvmIrqchip,
+    /// The ukvm CLI with `--seccomp=off` (no seccomp filters, and so no
+    /// Landlock either): what the sandbox costs, A/B in one run.
+    UkvmNoSeccomp,
     /// A second ukvm binary (`--ukvm-b`), to A/B-test a change.
     UkvmB,
     /// `qemu-system-x86_64 -M microvm` with as little as boots the guest.
@@ -30,9 +33,10 @@ pub enum Monitor {
 }
 
 /// Every monitor, in the order each round runs them.
-pub const ALL: [Monitor; 7] = [
+pub const ALL: [Monitor; 8] = [
     Monitor::Ukvm,
     Monitor::UkvmKvmIrqchip,
+    Monitor::UkvmNoSeccomp,
     Monitor::QemuMicrovm,
     Monitor::QemuPc,
     Monitor::Solo5Hvt,
@@ -48,6 +52,7 @@ impl Monitor {
             Monitor::FloorIrqchip => "floor-irqchip",
             Monitor::Ukvm => "ukvm",
             Monitor::UkvmKvmIrqchip => "ukvm-kvmirq",
+            Monitor::UkvmNoSeccomp => "ukvm-noseccomp",
             Monitor::UkvmB => "ukvm-b",
             Monitor::QemuMicrovm => "qemu-microvm",
             Monitor::QemuPc => "qemu-pc",
@@ -114,7 +119,7 @@ impl Programs {
                 }
                 c
             }
-            Monitor::Ukvm | Monitor::UkvmB | Monitor::UkvmKvmIrqchip => {
+            Monitor::Ukvm | Monitor::UkvmB | Monitor::UkvmKvmIrqchip | Monitor::UkvmNoSeccomp => {
                 let bin = if monitor == Monitor::UkvmB {
                     &self.ukvm_b
                 } else {
@@ -128,9 +133,11 @@ impl Programs {
                     .arg("--mem")
                     .arg(guest.mem_mib.to_string())
                     .args(&guest.ukvm_args);
-                if monitor == Monitor::UkvmKvmIrqchip {
-                    c.args(["--irqchip", "kvm"]);
-                }
+                match monitor {
+                    Monitor::UkvmKvmIrqchip => c.args(["--irqchip", "kvm"]),
+                    Monitor::UkvmNoSeccomp => c.arg("--seccomp=off"),
+                    _ => &mut c,
+                };
                 c
             }
             Monitor::Solo5Hvt => {
@@ -159,5 +166,50 @@ impl Programs {
                 c
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(monitor: Monitor) -> Vec<String> {
+        let programs = Programs {
+            ukvm: "ukvm".into(),
+            ukvm_b: "ukvm-b".into(),
+            floor: "floor".into(),
+            qemu: "qemu".into(),
+            solo5_hvt: "solo5-hvt".into(),
+        };
+        let guest = Guest {
+            name: "g",
+            kernel: "k.bin".into(),
+            cmdline: "quiet",
+            mem_mib: 4,
+            ready_marker: None,
+            must_print: None,
+            status: 0,
+            ukvm_args: vec!["--disk".into(), "d.iso".into()],
+            qemu_args: vec![],
+            cannot_run: vec![],
+            why: "",
+        };
+        let c = programs.command(monitor, &guest);
+        std::iter::once(c.get_program())
+            .chain(c.get_args())
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_sandbox_column_is_the_same_ukvm_with_seccomp_off() {
+        let on = args(Monitor::Ukvm);
+        let off = args(Monitor::UkvmNoSeccomp);
+        assert_eq!(off, [on.clone(), vec!["--seccomp=off".into()]].concat());
+        assert!(!on.iter().any(|a| a.starts_with("--seccomp")));
+        assert_eq!(
+            Monitor::from_name("ukvm-noseccomp"),
+            Some(Monitor::UkvmNoSeccomp)
+        );
     }
 }
