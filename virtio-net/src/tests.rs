@@ -343,23 +343,45 @@ fn malformed_rx_chain_is_returned_empty() {
     assert_eq!(used(&q, 1), (1, 74));
 }
 
-#[test]
-fn rx_chain_no_longer_than_the_header_is_refused_unread() {
+/// What one receive pass did: its result, the counters, the used ring's
+/// entries (id, length) and the next chain it would take.
+struct RxPass {
+    result: io::Result<Stop>,
+    stats: Stats,
+    used: Vec<(u32, u32)>,
+    next_avail: u16,
+}
+
+/// Posts one single-buffer chain per entry of `lens`, then runs the
+/// receive side once over `be`.
+fn rx_pass(lens: &[u32], be: &mut Fake, neg: &Negotiated) -> RxPass {
     let m = mem();
     let q = MockSplitQueue::new(&m, 16);
+    rx_buffers(&q, lens);
+    let mut queue: Queue = q.create_queue().unwrap();
+    let mut stats = Stats::default();
+    let mut changed = false;
+    let result = Rx::default().process(&mut queue, &m, be, neg, &mut stats, &mut changed);
+    let n = q.used().idx().load();
+    assert_eq!(changed, n > 0, "the used-ring flag");
+    RxPass {
+        result,
+        stats,
+        used: (0..n).map(|i| used(&q, i)).collect(),
+        next_avail: queue.next_avail(),
+    }
+}
+
+#[test]
+fn rx_chain_no_longer_than_the_header_is_refused_unread() {
     // 10 bytes hold the legacy header and nothing else (a TAP answers
     // EINVAL to a read into it); the next chain is good.
-    rx_buffers(&q, &[10, 2048]);
-    let mut queue: Queue = q.create_queue().unwrap();
     let mut be = Fake::default();
     be.frames.push_back(frame(10, 64));
-    let mut st = Stats::default();
-    let neg = negotiate(0);
-    run_rx(&mut Rx::default(), &mut queue, &m, &mut be, &neg, &mut st);
-    assert_eq!(st.rx_bad_chains, 1);
+    let p = rx_pass(&[10, 2048], &mut be, &negotiate(0));
+    assert_eq!(p.stats.rx_bad_chains, 1);
     assert_eq!(be.reads, 1, "only the good chain is read into");
-    assert_eq!(used(&q, 0), (0, 0));
-    assert_eq!(used(&q, 1), (1, 74));
+    assert_eq!(p.used, [(0, 0), (1, 74)]);
 }
 
 /// A TAP read error that lasts fails one request per read and stops the
@@ -367,79 +389,44 @@ fn rx_chain_no_longer_than_the_header_is_refused_unread() {
 /// for ever (it did: the I/O thread spun at 100 %).
 #[test]
 fn lasting_rx_error_fails_requests_then_stops() {
-    let m = mem();
-    let q = MockSplitQueue::new(&m, 16);
-    rx_buffers(&q, &[2048; 12]);
-    let mut queue: Queue = q.create_queue().unwrap();
     let mut be = Fake::failing(libc::EIO);
-    let mut st = Stats::default();
-    let mut used_ring = false;
-    let r = Rx::default().process(
-        &mut queue,
-        &m,
-        &mut be,
-        &negotiate(0),
-        &mut st,
-        &mut used_ring,
-    );
-    let e = r.expect_err("a lasting error stops the receive side");
+    let p = rx_pass(&[2048; 12], &mut be, &negotiate(0));
+    let e = p
+        .result
+        .expect_err("a lasting error stops the receive side");
     assert_eq!(e.raw_os_error(), Some(libc::EIO));
     let limit = crate::rx::RX_ERROR_LIMIT;
     assert_eq!(be.reads, limit as usize);
-    assert_eq!(st.rx_errors, u64::from(limit));
-    assert!(used_ring);
+    assert_eq!(p.stats.rx_errors, u64::from(limit));
     // Each failed read returned its chain, empty; the rest stay posted.
-    assert_eq!(q.used().idx().load(), limit as u16);
-    for i in 0..limit as u16 {
-        assert_eq!(used(&q, i), (u32::from(i), 0));
-    }
-    assert_eq!(queue.next_avail(), limit as u16);
+    let empty: Vec<_> = (0..limit).map(|i| (i, 0)).collect();
+    assert_eq!(p.used, empty);
+    assert_eq!(p.next_avail, limit as u16);
 }
 
 #[test]
 fn lasting_rx_error_with_mergeable_buffers_stops() {
-    let m = mem();
-    let q = MockSplitQueue::new(&m, 16);
-    rx_buffers(&q, &[2048; 4]);
-    let mut queue: Queue = q.create_queue().unwrap();
     let mut be = Fake::failing(libc::EINVAL);
-    let mut st = Stats::default();
-    let neg = negotiate(1 << VIRTIO_NET_F_MRG_RXBUF);
-    let mut u = false;
-    let r = Rx::default().process(&mut queue, &m, &mut be, &neg, &mut st, &mut u);
-    assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EINVAL));
+    let p = rx_pass(&[2048; 4], &mut be, &negotiate(1 << VIRTIO_NET_F_MRG_RXBUF));
+    assert_eq!(p.result.unwrap_err().raw_os_error(), Some(libc::EINVAL));
     assert_eq!(be.reads, crate::rx::RX_ERROR_LIMIT as usize);
-    assert_eq!(q.used().idx().load(), 0, "no chain was taken");
+    assert!(p.used.is_empty(), "no chain was taken");
 }
 
 /// Errors that pass (fewer than the limit in a row) cost the requests
 /// they hit and no more: the frames after them are delivered.
 #[test]
 fn passing_rx_errors_are_counted_and_receiving_goes_on() {
-    let m = mem();
-    let q = MockSplitQueue::new(&m, 16);
-    rx_buffers(&q, &[2048; 4]);
-    let mut queue: Queue = q.create_queue().unwrap();
     let mut be = Fake {
         read_error: Some((libc::EIO, 2)),
         ..Default::default()
     };
     be.frames.push_back(frame(10, 64));
-    let mut st = Stats::default();
-    let stop = run_rx(
-        &mut Rx::default(),
-        &mut queue,
-        &m,
-        &mut be,
-        &negotiate(0),
-        &mut st,
-    );
-    assert_eq!(stop, Stop::BackendEmpty);
-    assert_eq!(st.rx_errors, 2);
-    assert_eq!(st.rx_frames, 1);
-    assert_eq!(used(&q, 0), (0, 0));
-    assert_eq!(used(&q, 1), (1, 0));
-    assert_eq!(used(&q, 2), (2, 74));
+    let p = rx_pass(&[2048; 4], &mut be, &negotiate(0));
+    assert_eq!(p.result.unwrap(), Stop::BackendEmpty);
+    assert_eq!(p.stats.rx_errors, 2);
+    assert_eq!(p.stats.rx_frames, 1);
+    assert_eq!(p.used, [(0, 0), (1, 0), (2, 74)]);
 }
 
 #[test]
