@@ -7,15 +7,14 @@
 //! devices on KVM's I/O buses (the in-kernel irqchip, coalesced I/O), most
 //! of it waiting for SRCU grace periods, not computing.
 //!
-//! [`exit_detached`] closes every fd but the standard streams, then starts
-//! a helper that shares our address space (`CLONE_VM`), closes the
-//! streams it inherited and exits. The shared
+//! [`exit_detached`] starts a helper that shares our address space
+//! (`CLONE_VM`), closes every fd it inherited and exits. The shared
 //! address space, with the vCPU's `kvm_run` mapping in it, keeps the VM
 //! alive until the helper is gone, so our own exit drops references only,
 //! and the teardown happens in the helper's exit, after our parent has
-//! reaped us. The helper never holds a TAP, a disk image or a socket of
-//! ours (they are closed before it exists), and soon nothing at all but
-//! the read end of a pipe whose only writer is us.
+//! reaped us. The helper holds no fds: nothing (a pipe, a TAP device, a
+//! disk image) stays open on our behalf, except the read end of a pipe
+//! whose only writer is us.
 //!
 //! The helper must outlive our exit: if it is gone first, our own exit
 //! drops the last reference to the address space and we pay the teardown
@@ -36,16 +35,6 @@ const HELPER_STACK: usize = 16 << 10;
 pub fn exit_detached<T>(keep: T, status: i32) -> ! {
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
-    // Everything but the standard streams is closed before the helper
-    // exists, so that it inherits none of it: a TAP, a disk image or a
-    // socket it held until its `close_range` ran stayed open after we were
-    // reaped (a TAP reopened at once was busy in 7 of 60 back-to-back
-    // runs). The VM lives on without its fds: the vCPU's `kvm_run` mapping
-    // holds the vCPU, which holds the VM. Closing here costs what our exit
-    // would have.
-    // SAFETY: closes fds only; `keep`'s owners never run again (forgotten
-    // below, then `_exit`), so none is used or closed twice.
-    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
     // The helper runs on this stack after we are gone: never freed.
     let stack = Box::leak(vec![0u8; HELPER_STACK].into_boxed_slice());
     let mut pipe = [-1i32; 2];
