@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 use ukvm_tests::net::{NetNs, RunningGuest};
-use ukvm_tests::{guest, is_root, kvm_available, run_ukvm};
+use ukvm_tests::{guest, is_root, kvm_available, run_ukvm, TempDir};
 
 const BOOT: Duration = Duration::from_secs(30);
 
@@ -204,6 +204,38 @@ fn bad_net_options_are_named() {
     assert!(bad_net("tap0,mtu=20").contains("bad mtu"));
     let e = bad_net("ukvm-nosuch0");
     assert!(e.contains("ip tuntap add ukvm-nosuch0 mode tap"), "{e}");
+}
+
+/// ukvm's exit leaves the VM's teardown to a helper; the TAP must be free
+/// when ukvm has been reaped, so a VM started right after on the same TAP
+/// attaches (the helper once held it a moment longer: 7 in 60 failed).
+#[test]
+fn a_tap_is_free_as_soon_as_ukvm_has_exited() {
+    if !can_run() {
+        return;
+    }
+    let ns = NetNs::new();
+    let tap = ns.add_tap("10.0.0.1/24", 1500);
+    let kernel = guest("hello");
+    let dir = TempDir::new("tap-free");
+    let log = dir.join("log");
+    // A shell loop in the namespace starts each run as soon as the last
+    // is reaped (through `ip netns exec` each time, the gap hid the race),
+    // and stderr goes to a file: waiting for a pipe's end would wait for
+    // the helper too.
+    let script = r#"for i in $(seq 1 40); do
+        "$0" --kernel "$1" --cmdline "quiet exit=3" --net "$2" >/dev/null 2>>"$3"
+        s=$?; [ $s -eq 3 ] || echo "run $i: status $s" >>"$3"
+    done"#;
+    let status = ns
+        .command("sh")
+        .args(["-c", script, ukvm_tests::ukvm_bin().to_str().unwrap()])
+        .args([kernel.to_str().unwrap(), &tap, log.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let errors = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(errors.is_empty(), "{errors}");
 }
 
 #[test]

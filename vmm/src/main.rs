@@ -274,7 +274,8 @@ fn run(
         report_timings(out, &json);
     } else if let Ok(exit) = &result {
         // Nobody waits for the VM's teardown: don't make them.
-        ukvm::fastexit::exit_detached(vm, status(exit));
+        let backends = vm.backend_fds();
+        ukvm::fastexit::exit_detached(vm, &backends, status(exit));
     }
     match result {
         Ok(exit) => status(&exit) as u8,

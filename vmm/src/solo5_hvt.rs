@@ -306,14 +306,15 @@ fn boot(prog: &str, cfg: VmConfig, signals: crate::signals::Blocked) -> u8 {
         }
     };
     let received = signals.start(vm.stop_handle(), SeccompMode::Kill, vm.sandbox_fds());
+    let backends = vm.backend_fds();
     match vm.run() {
         Ok(ukvm::Exit::Stopped) => {
             let signal = received.get().unwrap_or(0);
             eprintln!("{prog}: Exiting on signal {signal}");
-            ukvm::fastexit::exit_detached(vm, i32::from(STATUS_TENDER))
+            ukvm::fastexit::exit_detached(vm, &backends, i32::from(STATUS_TENDER))
         }
         // Nobody waits for the VM's teardown: don't make them.
-        Ok(exit) => ukvm::fastexit::exit_detached(vm, exit.status()),
+        Ok(exit) => ukvm::fastexit::exit_detached(vm, &backends, exit.status()),
         Err(e) => {
             eprintln!("{prog}: {e}");
             STATUS_TENDER

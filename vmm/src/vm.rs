@@ -536,6 +536,12 @@ impl Vm {
         &self.fds
     }
 
+    /// The TAPs and disk images the VM holds: what another process may
+    /// want as soon as this one is gone (`fastexit::exit_detached`).
+    pub fn backend_fds(&self) -> Vec<std::os::fd::RawFd> {
+        [&self.fds.taps[..], &self.fds.disks[..]].concat()
+    }
+
     pub(crate) fn mark_first_run(&mut self) {
         self.timings.mark(Phase::FirstRun);
     }
