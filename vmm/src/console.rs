@@ -6,6 +6,7 @@
 //! Input at end of file, or unreadable, just ends the thread: the guest
 //! sees a quiet line, nothing else changes.
 
+use crate::confine::Confinement;
 use crate::error::{Error, Result};
 use crate::stop::StopHandle;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -61,14 +62,15 @@ pub(crate) struct ConsoleInput {
 
 impl ConsoleInput {
     /// Starts forwarding `input` to `serial`; Ctrl-A x calls `stop`. The
-    /// thread installs its own system call filter first.
+    /// thread installs its own system call filter first; the VM's run
+    /// waits for it through the returned [`Confinement`].
     pub(crate) fn start(
         input: OwnedFd,
         serial: Arc<Mutex<Serial>>,
         stop: StopHandle,
         seccomp: SeccompMode,
         vm_fds: &Fds,
-    ) -> Result<ConsoleInput> {
+    ) -> Result<(ConsoleInput, Confinement)> {
         let quit = Arc::new(
             EventFd::new(EFD_NONBLOCK).map_err(|e| Error::Device(format!("console input: {e}")))?,
         );
@@ -81,20 +83,21 @@ impl ConsoleInput {
             input: vec![input.as_raw_fd()],
             ..Fds::default()
         };
+        let (confiner, confinement) = crate::confine::pair("console input");
         let thread = std::thread::Builder::new()
             .name("ukvm-console".into())
             .spawn(move || {
-                if let Err(e) = ukvm_sandbox::seccomp::install(ThreadKind::Console, seccomp, &fds) {
-                    eprintln!("ukvm: console input disabled: {e}");
+                if !confiner.install(ThreadKind::Console, seccomp, &fds) {
                     return;
                 }
                 forward(&input, &serial, &stop, &q);
             })
             .map_err(|e| Error::Device(format!("console input thread: {e}")))?;
-        Ok(ConsoleInput {
+        let console = ConsoleInput {
             stop: quit,
             thread: Some(thread),
-        })
+        };
+        Ok((console, confinement))
     }
 }
 

@@ -111,6 +111,8 @@ pub(crate) struct Connected {
     layout: Layout,
     /// The connection's fd, which the vCPU thread reads and writes.
     fd: std::os::fd::RawFd,
+    /// The Ctrl-C thread's filter, which the first instruction waits for.
+    pub(crate) confinement: Option<crate::confine::Confinement>,
 }
 
 impl Connected {
@@ -142,23 +144,16 @@ impl Pending {
             gdb: vec![fd],
             ..Default::default()
         };
+        let (confiner, confinement) = crate::confine::pair("gdb Ctrl-C");
         let setup: ukvm_debug::ThreadSetup =
-            Box::new(move || {
-                match ukvm_sandbox::seccomp::install(ukvm_sandbox::ThreadKind::Console, mode, &fds)
-                {
-                    Ok(()) => true,
-                    Err(e) => {
-                        eprintln!("ukvm: gdb Ctrl-C disabled: {e}");
-                        false
-                    }
-                }
-            });
+            Box::new(move || confiner.install(ukvm_sandbox::ThreadKind::Console, mode, &fds));
         let attached = ukvm_debug::attach(conn, Arc::new(move || kicker.kick()), setup)
             .map_err(|e| Error::Device(format!("gdb: {e}")))?;
         Ok(Connected {
             attached,
             layout: self.layout,
             fd,
+            confinement: Some(confinement),
         })
     }
 }

@@ -36,6 +36,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod confine;
 mod console;
 mod cpuid_cache;
 mod dumpcore;

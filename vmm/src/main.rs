@@ -258,7 +258,7 @@ fn run(
     if verbose {
         eprintln!("ukvm: {}", vm.boot().describe());
     }
-    let received = signals.start(vm.stop_handle(), seccomp, vm.sandbox_fds());
+    let received = signals.start(&mut vm, seccomp);
     let raw = ukvm::terminal::RawTerminal::enter(libc::STDIN_FILENO);
     let result = vm.run();
     // Before anything else is printed, and before exit_detached, which

@@ -13,14 +13,15 @@
 //! thread that waits for outside input): all it does is `read` (the
 //! signalfd, its only input fd), `futex`, `write` (the VM's kick eventfd)
 //! and the SIGRTMIN `tgkill` of a vCPU kick; it gets no KVM fd, TAP or
-//! disk.
+//! disk. The guest's first instruction waits for that filter
+//! (`ukvm::confine`).
 
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::FromRawFd;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
-use ukvm::StopHandle;
+use ukvm::vm::Vm;
 use ukvm_sandbox::{Fds, SeccompMode, ThreadKind};
 
 /// The signals that stop the guest.
@@ -65,10 +66,13 @@ impl Received {
 }
 
 impl Blocked {
-    /// Starts the thread that turns the first stop signal into
-    /// `stop.stop()`. Later signals are read and ignored: the guest is
-    /// already stopping (SIGKILL still ends ukvm at once).
-    pub fn start(self, stop: StopHandle, seccomp: SeccompMode, vm_fds: &Fds) -> Received {
+    /// Starts the thread that turns the first stop signal into a stop of
+    /// `vm`. Later signals are read and ignored: the guest is already
+    /// stopping (SIGKILL still ends ukvm at once). `vm`'s run waits for
+    /// the thread's filter before the guest's first instruction.
+    pub fn start(self, vm: &mut Vm, seccomp: SeccompMode) -> Received {
+        let stop = vm.stop_handle();
+        let vm_fds = vm.sandbox_fds();
         let received = Received(Arc::new(AtomicI32::new(0)));
         let seen = received.clone();
         let set = self.0;
@@ -83,11 +87,12 @@ impl Blocked {
                 input: vec![fd],
                 ..Fds::default()
             };
-            std::thread::Builder::new()
+            let (confiner, confinement) = ukvm::confine::pair("stop-signal");
+            let thread = std::thread::Builder::new()
                 .name("ukvm-signals".into())
                 .stack_size(64 << 10)
                 .spawn(move || {
-                    if ukvm_sandbox::seccomp::install(ThreadKind::Console, seccomp, &fds).is_err() {
+                    if !confiner.install(ThreadKind::Console, seccomp, &fds) {
                         return;
                     }
                     // One signalfd_siginfo per signal; ssi_signo comes first.
@@ -98,13 +103,17 @@ impl Blocked {
                             stop.stop();
                         }
                     }
-                })
+                });
+            thread.map(|_| confinement)
         });
-        if !matches!(spawned, Some(Ok(_))) {
-            // Without the thread, the signals must not stay blocked: let
-            // them end the process the default way.
-            // SAFETY: unblocks the set in this thread only.
-            unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
+        match spawned {
+            Some(Ok(confinement)) => vm.confine_before_run(confinement),
+            _ => {
+                // Without the thread, the signals must not stay blocked:
+                // let them end the process the default way.
+                // SAFETY: unblocks the set in this thread only.
+                unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
+            }
         }
         received
     }

@@ -97,6 +97,8 @@ pub struct Vm {
     stop: StopHandle,
     /// Forwards console input to COM1 while the VM exists.
     console: Option<ConsoleInput>,
+    /// Threads whose filters the guest's first instruction waits for.
+    confinements: Vec<crate::confine::Confinement>,
     /// `--gdb`: the socket gdb connects to before the first instruction.
     gdb: Option<crate::gdb::Pending>,
     /// A debugger is attached: int3s go to it before being completed.
@@ -263,10 +265,13 @@ impl Vm {
             .serial_input
             .map(|fd| ConsoleInput::start(fd, serial.clone(), stop.clone(), cfg.seccomp, &fds))
             .transpose()?;
-        if let Some(console) = &console {
+        let mut confinements = Vec::new();
+        let console = console.map(|(console, confined)| {
             // The vCPU thread ends the console thread through it.
             fds.events.push(console.quit_fd());
-        }
+            confinements.push(confined);
+            console
+        });
         Ok(Vm {
             vcpu,
             vm,
@@ -284,6 +289,7 @@ impl Vm {
             seccomp: cfg.seccomp,
             fds,
             console,
+            confinements,
             gdb,
             debugging: false,
             dumpcore: core_dir.map(|dir| (dir, layout)),
@@ -296,12 +302,18 @@ impl Vm {
         self.stop.clone()
     }
 
+    /// Has [`Vm::run`] wait, before the guest's first instruction, until
+    /// the thread behind `confinement` has its seccomp filter.
+    pub fn confine_before_run(&mut self, confinement: crate::confine::Confinement) {
+        self.confinements.push(confinement);
+    }
+
     /// Runs the guest until it exits, resets, halts or crashes. Serial output
     /// is flushed before this returns.
     pub fn run(&mut self) -> Result<Exit> {
         // gdb comes before the filter: accepting it and starting its
         // Ctrl-C thread are not in the vCPU thread's allowlist.
-        let gdb = self.gdb.take().map(|g| g.accept(self)).transpose()?;
+        let mut gdb = self.gdb.take().map(|g| g.accept(self)).transpose()?;
         let mode = std::mem::replace(&mut self.seccomp, ukvm_sandbox::SeccompMode::Off);
         let mut fds = self.fds.clone();
         if let Some(gdb) = &gdb {
@@ -312,6 +324,10 @@ impl Vm {
         if let Some(io) = self.io.as_mut() {
             let at = io.wait_confined()?;
             self.timings.mark_at(Phase::IoThreadSandboxed, at);
+        }
+        let helpers = gdb.as_mut().and_then(|g| g.confinement.take());
+        for c in self.confinements.drain(..).chain(helpers) {
+            c.wait()?;
         }
         let result = self.run_loop(gdb);
         if let Some((dir, layout)) = self.dumpcore.take() {
