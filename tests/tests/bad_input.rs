@@ -199,10 +199,10 @@ fn command_line_limits() {
 /// private mount namespace.
 #[test]
 fn missing_dev_kvm_is_reported() {
-    if !ukvm_tests::is_root() {
-        eprintln!("skipping: needs root for a mount namespace");
-        return;
-    }
+    assert!(
+        ukvm_tests::is_root(),
+        "this test needs root (a mount namespace)"
+    );
     let script = format!(
         "mount -t tmpfs none /dev && exec {} --kernel {}",
         ukvm_tests::ukvm_bin().display(),
@@ -217,10 +217,10 @@ fn missing_dev_kvm_is_reported() {
 
 #[test]
 fn dev_kvm_permission_is_reported() {
-    if !ukvm_tests::is_root() {
-        eprintln!("skipping: needs root to switch to an unprivileged user");
-        return;
-    }
+    assert!(
+        ukvm_tests::is_root(),
+        "this test needs root (to switch to an unprivileged user)"
+    );
     // Copy binary and kernel where user nobody can reach them.
     let dir = TempDir::new("perm");
     let bin = dir.join("ukvm");

@@ -12,10 +12,7 @@ fn can_run() -> bool {
     if !kvm_available() {
         return false;
     }
-    if !is_root() {
-        eprintln!("skipping: network tests need root (namespaces, TAPs)");
-        return false;
-    }
+    assert!(is_root(), "the network tests need root (namespaces, TAPs)");
     true
 }
 
