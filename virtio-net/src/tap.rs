@@ -121,6 +121,32 @@ fn interface_exists(name: &str) -> bool {
     unsafe { libc::if_nametoindex(c.as_ptr()) != 0 }
 }
 
+/// How long a busy TAP is retried before it is refused. The kernel frees
+/// a TAP's queue only after an RCU grace period (`tun_detach` waits in
+/// `synchronize_net`, 7-12 ms measured here), and a monitor that just
+/// exited may still be in it: ukvm leaves that close to its teardown
+/// helper (`ukvm::fastexit`) so its own exit does not wait for it. A TAP
+/// that another running VM holds is still refused, this much later.
+const BUSY_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// TUNSETIFF, retried while the TAP is busy for at most [`BUSY_GRACE`].
+fn attach(file: &File, req: &IfReq) -> io::Result<()> {
+    let start = std::time::Instant::now();
+    loop {
+        // SAFETY: TUNSETIFF reads and writes an ifreq; `req` has its
+        // layout (name, flags, padding to 40 bytes) and lives across the
+        // call.
+        if unsafe { ioctl_with_ref(file, TUNSETIFF(), req) } >= 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EBUSY) || start.elapsed() >= BUSY_GRACE {
+            return Err(err);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 impl Tap {
     /// Attaches to the existing TAP interface `name`.
     pub fn open(name: &str) -> Result<Tap, TapError> {
@@ -145,11 +171,7 @@ impl Tap {
             _pad: [0; 22],
         };
         req.name[..name.len()].copy_from_slice(name.as_bytes());
-        // SAFETY: TUNSETIFF reads and writes an ifreq; `req` has its layout
-        // (name, flags, padding to 40 bytes) and lives across the call.
-        let ret = unsafe { ioctl_with_ref(&file, TUNSETIFF(), &req) };
-        if ret < 0 {
-            let err = io::Error::last_os_error();
+        if let Err(err) = attach(&file, &req) {
             let name = name.to_string();
             return Err(match err.raw_os_error() {
                 Some(libc::EPERM) | Some(libc::EACCES) => TapError::PermissionDenied(name),

@@ -13,10 +13,14 @@
 //! alive until the helper is gone, so our own exit drops references only,
 //! and the teardown happens in the helper's exit, after our parent has
 //! reaped us. The helper closes the fds it inherited at once, but that
-//! can be after our parent has reaped us: the TAPs and disk images, which
-//! the next VM may want at once (a TAP takes one process), are closed
-//! before the helper exists, so it never holds them. Soon nothing stays
-//! open on our behalf but the read end of a pipe whose only writer is us.
+//! can be after our parent has reaped us: the disk images, which the next
+//! VM may want at once, are closed before the helper exists, so it never
+//! holds them. The TAPs are left to the helper on purpose: closing a
+//! TAP's last fd waits for an RCU grace period (`tun_detach`, 7-12 ms
+//! here, in about half the runs), which would be our exit's cost again;
+//! the next VM on that TAP retries while the TAP is busy
+//! (`ukvm_virtio_net::tap`). Soon nothing stays open on our behalf but the
+//! read end of a pipe whose only writer is us.
 //!
 //! The helper must outlive our exit: if it is gone first, our own exit
 //! drops the last reference to the address space and we pay the teardown
@@ -35,10 +39,9 @@ const HELPER_STACK: usize = 16 << 10;
 
 /// Flushes stdout and stderr and ends the process with `status`, leaving
 /// the teardown of what `keep` holds (the VM) to a helper. `release`
-/// (`Vm::backend_fds`: TAPs, disk images) are closed first, so that the
-/// helper does not inherit them and they are free once we are reaped (a
-/// TAP reopened at once was busy in 7 of 60 back-to-back runs); no thread
-/// may use them any more, and nothing else closes them (`keep` is
+/// (`Vm::backend_fds`: the disk images) are closed first, so that the
+/// helper does not inherit them and they are free once we are reaped; no
+/// thread may use them any more, and nothing else closes them (`keep` is
 /// forgotten).
 pub fn exit_detached<T>(keep: T, release: &[RawFd], status: i32) -> ! {
     let _ = std::io::stdout().flush();
