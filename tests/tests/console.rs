@@ -82,27 +82,11 @@ fn stdin_at_eof_or_unreadable_changes_nothing() {
     assert_eq!(unreadable.stdout, quiet.stdout);
 }
 
-/// A pseudo-terminal pair: (master, slave).
+/// A pseudo-terminal pair: (master, slave), from the OCI runtime's own
+/// helper (`ukvm-oci`'s console is the same kind of terminal).
 fn openpty() -> (std::fs::File, OwnedFd) {
-    let (mut master, mut slave) = (0, 0);
-    // SAFETY: openpty fills two fds; the name/termios/winsize are optional.
-    let rc = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
-    // SAFETY: fresh fds from openpty, owned from here on.
-    unsafe {
-        (
-            std::fs::File::from_raw_fd(master),
-            OwnedFd::from_raw_fd(slave),
-        )
-    }
+    let pty = ukvm_oci::console::open_pty().expect("openpty");
+    (std::fs::File::from(pty.master), pty.slave)
 }
 
 fn lflag(fd: &OwnedFd) -> libc::tcflag_t {
