@@ -47,6 +47,7 @@ pub mod fastexit;
 pub mod fuzz_hooks;
 mod gdb;
 mod hvt;
+mod inputs;
 mod interrupts;
 mod io_thread;
 mod kick;

@@ -1,9 +1,10 @@
 //! The VM: KVM objects, guest memory, the buses, and the vCPU loop that
 //! dispatches exits to them.
 
-use crate::config::{Kernel, VmConfig};
+use crate::config::VmConfig;
 use crate::console::ConsoleInput;
 use crate::error::{Crash, CrashKind, Error, Result};
+use crate::inputs::Inputs;
 use crate::interrupts::Delivery;
 use crate::io_thread::IoThread;
 use crate::kick::{Armed, Kicker};
@@ -109,44 +110,6 @@ pub struct Vm {
 
 fn kvm_err(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
     move |source| Error::Kvm { op, source }
-}
-
-fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|source| Error::KernelRead {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-/// The files a VM boots from, read once before any KVM object exists.
-struct Inputs {
-    /// Kernel name for error messages.
-    name: String,
-    image: Vec<u8>,
-    modules: Vec<Vec<u8>>,
-    initrd: Option<Vec<u8>>,
-}
-
-impl Inputs {
-    fn read(cfg: &VmConfig) -> Result<Inputs> {
-        let (name, image) = match cfg.kernel.clone() {
-            Some(Kernel::Path(path)) => (path.display().to_string(), read_file(&path)?),
-            Some(Kernel::Bytes { name, bytes }) => (name, bytes),
-            None => return Err(Error::NoKernel),
-        };
-        let modules = cfg
-            .modules
-            .iter()
-            .map(|m| read_file(&m.path))
-            .collect::<Result<Vec<_>>>()?;
-        let initrd = cfg.initrd.as_deref().map(read_file).transpose()?;
-        Ok(Inputs {
-            name,
-            image,
-            modules,
-            initrd,
-        })
-    }
 }
 
 impl Vm {
