@@ -113,8 +113,10 @@ def check(path, name, kludge, elf_class):
     dis = subprocess.run(["objdump", "-d", "-M", "i386", "--no-show-raw-insn", path],
                          capture_output=True, text=True, check=True).stdout
     # Skip the multiboot header at the start of .text: it is data, not code.
+    # objdump abbreviates runs of zero bytes as a "\t..." line: no address.
     bad = [l.strip() for l in dis.splitlines()
-           if "\t" in l and int(l.split(":")[0], 16) >= syms["_start"]
+           if "\t" in l and re.fullmatch(r"\s*[0-9a-f]+", l.split(":")[0])
+           and int(l.split(":")[0], 16) >= syms["_start"]
            and forbidden(l.split("\t", 1)[1])]
     if bad:
         return fail(name, "instructions the emulator cannot run: " + "; ".join(bad[:5]))
