@@ -5,4 +5,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release -q -p ukvm
-exec ./target/release/ukvm demo --cmdline "${1:-hello from the ukvm demo}"
+exec ./target/x86_64-unknown-linux-gnu/release/ukvm demo --cmdline "${1:-hello from the ukvm demo}"

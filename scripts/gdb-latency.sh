@@ -32,7 +32,7 @@ for cmd in ["break bump", "continue:continue (to bump)", "print counter",
     t(*cmd.split(":"))
 PY
 for i in $(seq "$rounds"); do
-  target/release/ukvm --kernel "$kernel" --gdb "unix:$dir/sock" >/dev/null 2>&1 &
+  target/x86_64-unknown-linux-gnu/release/ukvm --kernel "$kernel" --gdb "unix:$dir/sock" >/dev/null 2>&1 &
   pid=$!
   while [ ! -S "$dir/sock" ]; do sleep 0.01; done
   gdb -batch -nx -ex "set args $dir/sock" -x "$dir/measure.py" "$kernel" 2>/dev/null

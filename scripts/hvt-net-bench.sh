@@ -15,16 +15,16 @@
 # within each round, so a loaded machine hits them alike; the table gives
 # medians over the rounds and the median of the per-round ratios.
 #
-#   scripts/hvt-net-bench.sh        (root; needs ping, target/release/ukvm)
+#   scripts/hvt-net-bench.sh        (root; needs ping, target/x86_64-unknown-linux-gnu/release/ukvm)
 #
 # Environment: REPS=N rounds (default 5), PINGS=N flood size (2000),
-# UKVM=PATH (target/release/ukvm), SOLO5=DIR (../shared/solo5).
+# UKVM=PATH (target/x86_64-unknown-linux-gnu/release/ukvm), SOLO5=DIR (../shared/solo5).
 #
 # Everything happens in a network namespace this script creates and
 # deletes; only processes it started are killed.
 set -eu
 cd "$(dirname "$0")/.."
-UKVM=${UKVM:-target/release/ukvm}
+UKVM=${UKVM:-target/x86_64-unknown-linux-gnu/release/ukvm}
 SOLO5=${SOLO5:-../shared/solo5}
 REPS=${REPS:-5}
 PINGS=${PINGS:-2000}

@@ -9,12 +9,12 @@
 #
 #   scripts/irq-latency.sh            (REPS=5 rounds, COUNT=20 reads each)
 #
-# Environment: REPS, COUNT, UKVM (default target/release/ukvm).
+# Environment: REPS, COUNT, UKVM (default target/x86_64-unknown-linux-gnu/release/ukvm).
 set -eu
 cd "$(dirname "$0")/.."
 REPS=${REPS:-5}
 COUNT=${COUNT:-20}
-UKVM=${UKVM:-target/release/ukvm}
+UKVM=${UKVM:-target/x86_64-unknown-linux-gnu/release/ukvm}
 GUEST=tests/guests/build/blk.bin
 [ -f "$GUEST" ] || make -s -C tests/guests
 [ -x "$UKVM" ] || cargo build -q --release -p ukvm

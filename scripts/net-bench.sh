@@ -9,12 +9,12 @@
 #   REPS=N        rounds (default 3); each round runs every monitor once, in
 #                 turn, so slow phases of a loaded machine hit them alike.
 #                 The table at the end gives the median of the rounds.
-#   UKVM=PATH     the ukvm binary (default target/release/ukvm)
+#   UKVM=PATH     the ukvm binary (default target/x86_64-unknown-linux-gnu/release/ukvm)
 #   UKVM_B=CMD    a second ukvm to compare (A/B), e.g. another build or
-#                 "env VAR=1 target/release/ukvm"; column "ukvm-b"
+#                 "env VAR=1 target/x86_64-unknown-linux-gnu/release/ukvm"; column "ukvm-b"
 #   UKVM_C=CMD    a third one, column "ukvm-c"
 #   ARGS_B=.., ARGS_C=..  guest command-line words for those columns only
-#                 (e.g. ARGS_B=noiret with UKVM_B=target/release/ukvm)
+#                 (e.g. ARGS_B=noiret with UKVM_B=target/x86_64-unknown-linux-gnu/release/ukvm)
 #   IRQCHIP_AB=1  adds column "ukvm-kvmirq": the same ukvm with --irqchip kvm
 #                 (KVM's in-kernel PIC/IOAPIC/PIT instead of ukvm's own), the
 #                 A/B of the interrupt controller in one run
@@ -28,7 +28,7 @@ set -eu
 cd "$(dirname "$0")/.."
 GUEST=${1:-tests/guests/build/net.bin}
 [ -f "$GUEST" ] || make -s -C tests/guests
-UKVM=${UKVM:-target/release/ukvm}
+UKVM=${UKVM:-target/x86_64-unknown-linux-gnu/release/ukvm}
 [ -x "$UKVM" ] || cargo build -q --release -p ukvm
 REPS=${REPS:-3}
 UKVM_B=${UKVM_B:-}

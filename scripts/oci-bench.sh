@@ -21,7 +21,7 @@ set -eu
 cd "$(dirname "$0")/.."
 REPS=${REPS:-9}
 for b in ukvm ukvm-oci; do
-    [ -x "target/release/$b" ] || cargo build -q --release -p ukvm -p ukvm-oci
+    [ -x "target/x86_64-unknown-linux-gnu/release/$b" ] || cargo build -q --release -p ukvm -p ukvm-oci
 done
 [ -f tests/guests/build/hello.bin ] || make -s -C tests/guests
 ROOT=$(pwd)
@@ -83,7 +83,7 @@ measure() {
     t2=$(now)
     echo "$(cat "$W/first") $(( (t2 - t0) / 1000 ))"
 }
-OCI="$ROOT/target/release/ukvm-oci"
+OCI="$ROOT/target/x86_64-unknown-linux-gnu/release/ukvm-oci"
 ukvm_oci() {
     $CTR run --rm --runc-binary "$OCI" --runc-root "$W/ukvm-oci" --fifo-dir "$W/fifo" \
         localhost/ukvm-hello:bench "uk$1"
@@ -92,7 +92,7 @@ runc_busybox() {
     $CTR run --rm --runc-root "$W/runc" --fifo-dir "$W/fifo" localhost/busybox:bench "bb$1"
 }
 plain_ukvm() {
-    "$ROOT/target/release/ukvm" --kernel tests/guests/build/hello.bin --mem 32 --cmdline hello
+    "$ROOT/target/x86_64-unknown-linux-gnu/release/ukvm" --kernel tests/guests/build/hello.bin --mem 32 --cmdline hello
 }
 # Warm-up (page cache, first shim start).
 measure ukvm_oci w >/dev/null

@@ -6,7 +6,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential   # gcc/as/ld/make for the freestanding test guests
+  build-essential   # gcc/as/ld/make for the test guests; libc.a for static ukvm
   python3           # tests/guests/check_guests.py
   genisoimage       # ISO 9660 fixtures for virtio-blk tests
   grub-invaders     # a real Multiboot kernel from Debian

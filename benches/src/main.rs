@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo bench -p ukvm-benches -- [--rounds N]     (benches/boot.rs builds ukvm)
-//! cargo build --release && target/release/ukvm-benches [--rounds N]
+//! cargo build --release && target/x86_64-unknown-linux-gnu/release/ukvm-benches [--rounds N]
 //!     [--guests hello-quiet,hello,blk,solo5-hvt-quiet]
 //!     [--monitors ukvm,ukvm-kvmirq,ukvm-noseccomp,qemu-microvm,qemu-pc,solo5-hvt,floor,floor-irqchip]
 //!     [--solo5-hvt PATH]

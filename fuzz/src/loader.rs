@@ -131,7 +131,7 @@ fn discriminant(msg: &str) -> u64 {
 
 /// Where the real images are, relative to the repository root `root`:
 /// Solo5's and Unikraft's (../shared), Debian's kernel fixture, and the
-/// test guests of every build profile.
+/// test guests of every build profile (and target).
 pub fn default_seed_dirs(root: &Path) -> Vec<PathBuf> {
     let mut dirs = vec![
         root.join("../shared/solo5"),
@@ -140,7 +140,12 @@ pub fn default_seed_dirs(root: &Path) -> Vec<PathBuf> {
     ];
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    for profile in files_and_dirs(&target) {
+    // target/<profile>, and target/<triple>/<profile> where the build
+    // names its target (.cargo/config.toml does).
+    let profiles = files_and_dirs(&target)
+        .into_iter()
+        .flat_map(|d| std::iter::once(d.clone()).chain(files_and_dirs(&d)));
+    for profile in profiles {
         for build in files_and_dirs(&profile.join("build")) {
             let name = build
                 .file_name()
