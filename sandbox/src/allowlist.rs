@@ -75,7 +75,7 @@ pub enum FdRole {
     Taps,
     /// Disk images.
     Disks,
-    /// Outside input: the console's input, the stop signals' signalfd.
+    /// Outside input: the console's input.
     Input,
     /// The gdb connection.
     Gdb,
@@ -295,7 +295,7 @@ pub static IO: &[Allowed] = &[
 #[rustfmt::skip]
 pub static CONSOLE: &[Allowed] = &[
     allow(Sysno::ppoll, Pin::Any, "waits for input (stdin, gdb's Ctrl-C) or the end of the run (fds in memory: not pinnable)"),
-    allow(Sysno::read, Pin::Fd(Input), "the console's input; the stop signals (signalfd)"),
+    allow(Sysno::read, Pin::Fd(Input), "the console's input"),
     allow(Sysno::read, Pin::Fd(Gdb), "--gdb: gdb's Ctrl-C while the guest runs"),
 ];
 

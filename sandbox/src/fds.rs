@@ -30,7 +30,7 @@ pub struct Fds {
     /// Disk images: `preadv`, `pwritev`, `fdatasync`.
     pub disks: Vec<RawFd>,
     /// Read by a thread that waits for outside input: the console's
-    /// input, the stop signals' signalfd.
+    /// input.
     pub input: Vec<RawFd>,
     /// The gdb connection (`--gdb`), read and written.
     pub gdb: Vec<RawFd>,

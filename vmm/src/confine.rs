@@ -1,9 +1,9 @@
 //! The guest's first instruction waits until every thread of the monitor
 //! has its seccomp filter (issue 14), not only the vCPU and I/O threads.
 //!
-//! Threads that wait for outside input (console input, the stop signals,
-//! gdb's Ctrl-C) install their own filter when they start, in parallel
-//! with the vCPU thread's set-up. A thread that is still unfiltered while
+//! Threads that wait for outside input (console input, gdb's Ctrl-C)
+//! install their own filter when they start, in parallel with the vCPU
+//! thread's set-up. A thread that is still unfiltered while
 //! the guest runs would be a way out of the sandbox for a guest that took
 //! over the vCPU thread (they share one address space), and a thread whose
 //! filter failed would silently stop serving its input. So each such

@@ -45,6 +45,13 @@ thread_local! {
 }
 
 extern "C" fn on_kick(_: libc::c_int) {
+    interrupt_this_thread();
+}
+
+/// Sets `immediate_exit` of the vCPU the calling thread runs, if it runs
+/// one: from a signal handler, so that a `KVM_RUN` entered after the signal
+/// returns at once. Async-signal-safe.
+pub(crate) fn interrupt_this_thread() {
     let flag = IMMEDIATE_EXIT.with(Cell::get);
     if !flag.is_null() {
         // SAFETY: set by `Kicker::arm` for this thread and cleared before
@@ -53,24 +60,32 @@ extern "C" fn on_kick(_: libc::c_int) {
     }
 }
 
+/// Installs `handler` for `signal` with `SA_RESTART` and an empty mask.
+/// The handler must be async-signal-safe.
+pub(crate) fn install_handler_for(
+    signal: libc::c_int,
+    handler: extern "C" fn(libc::c_int),
+) -> std::io::Result<()> {
+    // SAFETY: a zeroed sigaction is valid; we fill the handler, an empty
+    // mask and the flags; the caller vouches for the handler.
+    unsafe {
+        let mut act: libc::sigaction = std::mem::zeroed();
+        act.sa_sigaction = handler as usize;
+        act.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut act.sa_mask);
+        if libc::sigaction(signal, &act, std::ptr::null_mut()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Installs the no-op handler once per process: a signal disposition is
 /// process-wide by nature.
 fn install_handler() -> std::io::Result<()> {
     static ONCE: Once = Once::new();
     let mut result = Ok(());
-    ONCE.call_once(|| {
-        // SAFETY: a zeroed sigaction is valid; we fill the handler, an empty
-        // mask and the flags, and the handler does nothing (async-signal-safe).
-        unsafe {
-            let mut act: libc::sigaction = std::mem::zeroed();
-            act.sa_sigaction = on_kick as extern "C" fn(libc::c_int) as usize;
-            act.sa_flags = libc::SA_RESTART;
-            libc::sigemptyset(&mut act.sa_mask);
-            if libc::sigaction(kick_signal(), &act, std::ptr::null_mut()) != 0 {
-                result = Err(std::io::Error::last_os_error());
-            }
-        }
-    });
+    ONCE.call_once(|| result = install_handler_for(kick_signal(), on_kick));
     result
 }
 

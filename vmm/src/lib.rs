@@ -57,6 +57,7 @@ mod memory;
 mod net;
 mod pci;
 pub mod stop;
+pub mod stop_signals;
 pub mod terminal;
 pub mod timings;
 mod vcpu;

@@ -225,7 +225,7 @@ fn ukvm_main(start: Instant) -> u8 {
         cfg = cfg.net(n);
     }
     cfg = cfg.hvt_net_ring(!opts.no_hvt_ring);
-    run(cfg, timings, opts.verbose, (signals, seccomp))
+    run(cfg, timings, opts.verbose, signals)
 }
 
 /// Where `--timings` goes: stderr, or a file opened before the sandbox.
@@ -249,7 +249,7 @@ fn run(
     cfg: VmConfig,
     timings_out: Option<TimingsOut>,
     verbose: bool,
-    (signals, seccomp): (signals::Blocked, SeccompMode),
+    signals: signals::Blocked,
 ) -> u8 {
     let mut vm = match cfg.build() {
         Ok(vm) => vm,
@@ -258,7 +258,7 @@ fn run(
     if verbose {
         eprintln!("ukvm: {}", vm.boot().describe());
     }
-    let received = signals.start(&mut vm, seccomp);
+    let received = signals.start(&mut vm);
     let raw = ukvm::terminal::RawTerminal::enter(libc::STDIN_FILENO);
     let result = vm.run();
     // Before anything else is printed, and before exit_detached, which

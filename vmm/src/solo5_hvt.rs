@@ -305,7 +305,7 @@ fn boot(prog: &str, cfg: VmConfig, signals: crate::signals::Blocked) -> u8 {
             return STATUS_TENDER;
         }
     };
-    let received = signals.start(&mut vm, SeccompMode::Kill);
+    let received = signals.start(&mut vm);
     let backends = vm.backend_fds();
     match vm.run() {
         Ok(ukvm::Exit::Stopped) => {

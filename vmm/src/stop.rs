@@ -17,6 +17,9 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct StopHandle {
     requested: Arc<AtomicBool>,
+    /// The VM also stops on the process's stop signals
+    /// ([`crate::Vm::stop_on_signals`]).
+    on_signals: Arc<AtomicBool>,
     kicker: Kicker,
 }
 
@@ -24,6 +27,7 @@ impl StopHandle {
     pub(crate) fn new(kicker: Kicker) -> Self {
         StopHandle {
             requested: Arc::new(AtomicBool::new(false)),
+            on_signals: Arc::new(AtomicBool::new(false)),
             kicker,
         }
     }
@@ -34,9 +38,15 @@ impl StopHandle {
         self.kicker.kick();
     }
 
-    /// Whether [`StopHandle::stop`] was called.
+    /// Whether [`StopHandle::stop`] was called, or a stop signal came for
+    /// a VM that takes them.
     pub fn is_requested(&self) -> bool {
         self.requested.load(Ordering::SeqCst)
+            || (self.on_signals.load(Ordering::SeqCst) && crate::stop_signals::received().is_some())
+    }
+
+    pub(crate) fn take_signals(&self) {
+        self.on_signals.store(true, Ordering::SeqCst);
     }
 }
 

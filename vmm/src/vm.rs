@@ -96,6 +96,8 @@ pub struct Vm {
     /// The fds the VM's threads use, which their filters pin calls to.
     fds: ukvm_sandbox::Fds,
     stop: StopHandle,
+    /// Stop signals unblocked on the vCPU thread while it runs.
+    stop_signals: Option<crate::stop_signals::StopSignals>,
     /// Forwards console input to COM1 while the VM exists.
     console: Option<ConsoleInput>,
     /// Threads whose filters the guest's first instruction waits for.
@@ -248,6 +250,7 @@ impl Vm {
             emulator: ukvm_emulator::Emulator::new(),
             delivery,
             stop,
+            stop_signals: None,
             kicker,
             seccomp: cfg.seccomp,
             fds,
@@ -263,6 +266,14 @@ impl Vm {
     /// [`Exit::Stopped`] (see [`StopHandle`]).
     pub fn stop_handle(&self) -> StopHandle {
         self.stop.clone()
+    }
+
+    /// Has [`Vm::run`] stop the guest, as [`StopHandle::stop`] does, on
+    /// the first of `signals` (see [`crate::stop_signals`]): they are
+    /// unblocked on the thread that runs the guest while it does.
+    pub fn stop_on_signals(&mut self, signals: crate::stop_signals::StopSignals) {
+        self.stop.take_signals();
+        self.stop_signals = Some(signals);
     }
 
     /// Has [`Vm::run`] wait, before the guest's first instruction, until
@@ -329,6 +340,8 @@ impl Vm {
     fn run_loop(&mut self, gdb: Option<crate::gdb::Connected>) -> Result<Exit> {
         // SAFETY: `self.vcpu` outlives the guard, a local of this function.
         let armed = unsafe { self.kicker.arm(&mut self.vcpu) };
+        // After arming: the handler sets this thread's immediate_exit.
+        let _signals = self.stop_signals.map(crate::stop_signals::Unblocked::new);
         self.delivery.start();
         if let Some(gdb) = gdb {
             let step = crate::gdb::run(self, &armed, gdb)?;
@@ -506,13 +519,6 @@ impl Vm {
     /// The filter mode the VM's threads get, and the fds it pins.
     pub(crate) fn sandbox(&self) -> (ukvm_sandbox::SeccompMode, ukvm_sandbox::Fds) {
         (self.seccomp, self.fds.clone())
-    }
-
-    /// The fds the VM's threads use, by role: what a seccomp filter
-    /// lets a thread of the caller's that calls into the VM use (the
-    /// `ukvm` command's stop-signal thread, which kicks the vCPU).
-    pub fn sandbox_fds(&self) -> &ukvm_sandbox::Fds {
-        &self.fds
     }
 
     /// The disk images the VM holds: what another process may want as
