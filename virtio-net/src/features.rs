@@ -80,6 +80,11 @@ pub fn negotiate(acked: u64) -> Negotiated {
             }
         }
     }
+    // ECN is a TSO variant (virtio 1.2 5.1.3.1; the TAP refuses it
+    // alone with EINVAL, which would fail the device's activation).
+    if tap_offloads & (offload::TSO4 | offload::TSO6) == 0 {
+        tap_offloads &= !offload::TSO_ECN;
+    }
     Negotiated {
         hdr_len,
         mrg_rxbuf,
@@ -132,6 +137,11 @@ mod tests {
         assert_eq!(negotiate(bit(VIRTIO_NET_F_GUEST_TSO4)).tap_offloads, 0);
         let n = negotiate(bit(VIRTIO_NET_F_GUEST_CSUM) | bit(VIRTIO_NET_F_GUEST_TSO4));
         assert_eq!(n.tap_offloads, CSUM | TSO4);
+        // ECN without TSO: no ECN (the TAP would refuse the set).
+        let ecn = bit(VIRTIO_NET_F_GUEST_CSUM) | bit(VIRTIO_NET_F_GUEST_ECN);
+        assert_eq!(negotiate(ecn).tap_offloads, CSUM);
+        let ecn_tso6 = negotiate(ecn | bit(VIRTIO_NET_F_GUEST_TSO6));
+        assert_eq!(ecn_tso6.tap_offloads, CSUM | TSO6 | TSO_ECN);
         // Transmit offloads never change what the TAP may send us.
         assert_eq!(negotiate(bit(VIRTIO_NET_F_CSUM)).tap_offloads, 0);
     }
