@@ -90,27 +90,40 @@ enum Op {
     ToBlock(usize),
 }
 
+/// The argument checks of one system call: its rules in turn (each a rule
+/// body, [`rule_body`], followed by `RET ALLOW`; see [`Checks::allow_if`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Checks(BpfProgram);
+
+impl Checks {
+    /// Allows the call when `rule` (a rule body) holds; otherwise the next
+    /// rule decides.
+    pub fn allow_if(&mut self, rule: &[sock_filter]) {
+        self.0.extend_from_slice(rule);
+        self.0.push(ret(RET_ALLOW));
+    }
+
+    /// No rule yet.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// Builds the filter: `prelude` (seccompiler's architecture check), then
-/// the dispatch on the number over `calls` (each call's rules; none means
-/// any arguments, as in `seccompiler::SeccompFilter`), then `mismatch` for
-/// everything else.
+/// the dispatch on the number over `calls` (each call's checks; `None`
+/// means any arguments), then `mismatch` for everything else.
 pub fn program(
     prelude: BpfProgram,
-    calls: BTreeMap<u32, Vec<SeccompRule>>,
+    calls: BTreeMap<u32, Option<Checks>>,
     mismatch: u32,
 ) -> Result<BpfProgram, BackendError> {
     let mut blocks: Vec<BpfProgram> = Vec::new();
     let mut entries = Vec::with_capacity(calls.len());
-    for (nr, rules) in calls {
-        if rules.is_empty() {
+    for (nr, checks) in calls {
+        let Some(Checks(mut block)) = checks else {
             entries.push((nr, Target::Allow));
             continue;
-        }
-        let mut block = BpfProgram::new();
-        for rule in rules {
-            block.extend(rule_body(rule));
-            block.push(ret(RET_ALLOW));
-        }
+        };
         block.push(ret(mismatch));
         entries.push((nr, Target::Block(blocks.len())));
         blocks.push(block);
@@ -149,7 +162,7 @@ pub fn program(
 /// own linear layout takes. Entered at the top from a block, the rule needs
 /// neither, and its conditions jump forward only, to its end or one past
 /// it. (A rule laid out otherwise is kept whole.)
-fn rule_body(rule: SeccompRule) -> BpfProgram {
+pub fn rule_body(rule: SeccompRule) -> BpfProgram {
     let mut p = BpfProgram::from(rule);
     if p.len() > 2 && p[0] == ja(1) && p[1].code == BPF_JMP_JA {
         p.drain(..2);
@@ -214,12 +227,13 @@ mod tests {
         // so that the tree needs JA trampolines over long left halves.
         let mut calls = BTreeMap::new();
         for nr in (0..600u32).step_by(3) {
-            let rules = if nr % 4 == 0 {
-                vec![eq(0, u64::from(nr)), eq(1, 7)]
-            } else {
-                vec![]
-            };
-            calls.insert(nr, rules);
+            let checks = (nr % 4 == 0).then(|| {
+                let mut c = Checks::default();
+                c.allow_if(&rule_body(eq(0, u64::from(nr))));
+                c.allow_if(&rule_body(eq(1, 7)));
+                c
+            });
+            calls.insert(nr, checks);
         }
         let p = program(vec![], calls, TRAP).unwrap();
         assert!(p.iter().any(|i| i.code == BPF_JMP_JA && i.k > 255));
@@ -242,7 +256,7 @@ mod tests {
     #[test]
     fn a_refused_number_walks_a_logarithmic_path() {
         for count in [1u32, 2, 10, 45, 200] {
-            let calls = (0..count).map(|i| (i * 2 + 1, vec![])).collect();
+            let calls = (0..count).map(|i| (i * 2 + 1, None)).collect();
             let p = program(vec![], calls, TRAP).unwrap();
             let worst = (0..=(count * 2 + 2) as i32)
                 .map(|nr| action(&p, nr, [0; 6]).1)
@@ -266,7 +280,9 @@ mod tests {
 
     #[test]
     fn too_long_a_program_is_an_error_not_a_truncated_filter() {
-        let calls = (0..2100u32).map(|nr| (nr, vec![eq(0, 1)])).collect();
+        let mut one = Checks::default();
+        one.allow_if(&rule_body(eq(0, 1)));
+        let calls = (0..2100u32).map(|nr| (nr, Some(one.clone()))).collect();
         assert!(matches!(
             program(vec![], calls, TRAP),
             Err(BackendError::FilterTooLarge(_))

@@ -9,8 +9,10 @@
 //!   `seccompiler` from the allowlist in [`allowlist`], where adding a
 //!   system call for a thread kind is one line. [`bpf_tree`] lays the
 //!   dispatch on the system call number out as a binary search, which keeps
-//!   installing a filter cheap; [`bpf_eval`] runs a filter without the
-//!   kernel, for tests and the install benchmark.
+//!   installing a filter cheap; `rules` has seccompiler lay out only the
+//!   rules that differ in more than a value, which keeps building one
+//!   cheap; [`bpf_eval`] runs a filter without the kernel, for tests and
+//!   the install benchmark.
 //! - a SIGSYS handler that names the refused system call on stderr before
 //!   the process dies of SIGSYS.
 
@@ -21,6 +23,7 @@ pub mod bpf_eval;
 pub mod bpf_tree;
 pub mod fds;
 pub mod jail;
+mod rules;
 pub mod seccomp;
 mod sigsys;
 

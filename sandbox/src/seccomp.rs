@@ -1,7 +1,9 @@
 //! Building and installing the per-thread seccomp filters.
 
 use crate::allowlist::{Pin, ThreadKind};
+use crate::bpf_tree::Checks;
 use crate::fds::Fds;
+use crate::rules::LastRule;
 use crate::{Error, Result};
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
@@ -49,7 +51,7 @@ impl FromStr for SeccompMode {
     }
 }
 
-fn cond(kind: ThreadKind, arg: u8, value: u64) -> Result<SeccompCondition> {
+pub(crate) fn cond(kind: ThreadKind, arg: u8, value: u64) -> Result<SeccompCondition> {
     SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, value)
         .map_err(|source| Error::Filter { kind, source })
 }
@@ -101,6 +103,33 @@ fn calls(kind: ThreadKind, fds: &Fds) -> Result<BTreeMap<u32, Vec<SeccompRule>>>
         .collect())
 }
 
+/// Each allowed system call of `kind` with its argument checks as the
+/// tree lays them out ([`crate::bpf_tree`]); `None`: any arguments. The
+/// same decisions as [`calls`], built with far fewer allocations
+/// ([`LastRule`]).
+fn checks(kind: ThreadKind, fds: &Fds, reuse: bool) -> Result<BTreeMap<u32, Option<Checks>>> {
+    let mut calls: BTreeMap<u32, Option<Checks>> = BTreeMap::new();
+    let mut last = LastRule::default();
+    for a in kind.allowlist() {
+        // System call numbers are never negative.
+        let nr = a.sysno.id() as u32;
+        let Some(alternatives) = a.pin.alternatives(fds) else {
+            calls.insert(nr, None);
+            continue;
+        };
+        // No fd to allow: the entry adds nothing (not even "any").
+        if alternatives.is_empty() {
+            continue;
+        }
+        if let Some(checks) = calls.entry(nr).or_insert_with(|| Some(Checks::default())) {
+            for alt in &alternatives {
+                checks.allow_if(last.encode(kind, alt, reuse)?);
+            }
+        }
+    }
+    Ok(calls)
+}
+
 /// What a refused call gets in `mode` (`None` for [`SeccompMode::Off`]).
 fn mismatch(mode: SeccompMode) -> Option<SeccompAction> {
     match mode {
@@ -136,7 +165,7 @@ pub fn filter(kind: ThreadKind, mode: SeccompMode, fds: &Fds) -> Result<Option<B
     // `RET mismatch`: the prelude, less that RET.
     let mut prelude = seccompiler_filter(kind, BTreeMap::new(), mismatch.clone())?;
     prelude.pop();
-    crate::bpf_tree::program(prelude, calls(kind, fds)?, u32::from(mismatch))
+    crate::bpf_tree::program(prelude, checks(kind, fds, true)?, u32::from(mismatch))
         .map(Some)
         .map_err(|source| Error::Filter { kind, source })
 }
@@ -271,6 +300,20 @@ mod tests {
                 }
                 // Both allowing nothing (or everything) would also agree.
                 assert!(allowed > 0 && allowed < vectors.len() * 517, "{kind}");
+            }
+        }
+    }
+
+    #[test]
+    fn reused_rules_are_what_seccompiler_lays_out() {
+        let mut many = fds();
+        many.events = (30..40).collect();
+        many.taps = vec![41, 42, 43];
+        for fds in [fds(), many] {
+            for kind in ThreadKind::ALL {
+                let reused = checks(kind, &fds, true).unwrap();
+                assert_eq!(reused, checks(kind, &fds, false).unwrap(), "{kind}");
+                assert!(reused.values().flatten().any(|c| !c.is_empty()), "{kind}");
             }
         }
     }
