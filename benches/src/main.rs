@@ -79,7 +79,10 @@ fn main() -> ExitCode {
     run::become_subreaper();
     print!("{}", report::machine(&opts.programs.qemu));
     let scratch = std::env::temp_dir().join(format!("ukvm-bench-{}", std::process::id()));
-    let made = std::fs::create_dir_all(&scratch).map_err(|e| e.to_string());
+    let mut programs = opts.programs;
+    let made = std::fs::create_dir_all(&scratch)
+        .map_err(|e| e.to_string())
+        .and_then(|_| programs.copy_into(&scratch));
     let tap = guests::BenchTap::create();
     let mut guests = match made.and_then(|_| guests::all(&opts.guest_dir, &scratch, tap.as_ref())) {
         Ok(g) => g,
@@ -100,13 +103,7 @@ fn main() -> ExitCode {
         guests.retain(|g| names.iter().any(|n| n == g.name));
     }
     for guest in &guests {
-        let result = report::bench(
-            guest,
-            &opts.monitors,
-            &opts.programs,
-            opts.rounds,
-            opts.memory,
-        );
+        let result = report::bench(guest, &opts.monitors, &programs, opts.rounds, opts.memory);
         print!("{result}");
     }
     let _ = std::fs::remove_dir_all(&scratch);
