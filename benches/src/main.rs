@@ -84,7 +84,10 @@ fn main() -> ExitCode {
         .map_err(|e| e.to_string())
         .and_then(|_| programs.copy_into(&scratch));
     let tap = guests::BenchTap::create();
-    let mut guests = match made.and_then(|_| guests::all(&opts.guest_dir, &scratch, tap.as_ref())) {
+    let mut guests = match made
+        .and_then(|_| guests::copy_guests(&opts.guest_dir, &scratch))
+        .and_then(|dir| guests::all(&dir, &scratch, tap.as_ref()))
+    {
         Ok(g) => g,
         Err(e) => {
             eprintln!("ukvm-benches: scratch files: {e}");
