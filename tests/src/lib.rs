@@ -11,6 +11,7 @@ pub mod kmsg;
 pub mod net;
 pub mod oci;
 pub mod solo5;
+pub mod user64;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

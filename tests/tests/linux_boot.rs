@@ -282,17 +282,8 @@ fn check_user_mode_syscall() {
     if std::env::var_os("UKVM_LINUX_BOOT_ANYWAY").is_some_and(|v| v == "1") {
         return;
     }
-    let user64 = Path::new(env!("UKVM_GUEST_DIR")).join("user64.bin");
-    let out = Command::new(ukvm_bin())
-        .arg("--kernel")
-        .arg(&user64)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let fault = stdout
-        .lines()
-        .find(|l| l.ends_with("(the SYSCALL entry ran in ring 3)"));
+    let out = ukvm_tests::user64::run();
+    let fault = ukvm_tests::user64::ring3_syscall_fault(&out);
     assert!(
         fault.is_none(),
         "this host's KVM runs a SYSCALL from user mode into the kernel's entry point \

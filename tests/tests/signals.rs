@@ -118,15 +118,12 @@ fn sigterm_ends_an_hvt_guest_in_a_long_poll_as_solo5_hvt_does() {
     if !kvm_available() {
         return;
     }
-    let child = Command::new(ukvm_tests::solo5::ukvm_as_solo5_hvt())
-        .arg("--mem=4")
-        .arg(guest("hvt-time"))
-        .arg("ms=600000")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ukvm as solo5-hvt");
+    let child = ukvm_tests::spawn_captured(
+        Command::new(ukvm_tests::solo5::ukvm_as_solo5_hvt())
+            .arg("--mem=4")
+            .arg(guest("hvt-time"))
+            .arg("ms=600000"),
+    );
     // The guest prints nothing before its poll: give it time to get there
     // (a signal before the run stops it as the run starts, which is
     // correct too).

@@ -16,7 +16,7 @@
 //! else every check must pass. When `kvm_pvm` is fixed the test fails and
 //! says so.
 
-use ukvm_tests::{guest, kvm_available, run_ukvm, Outcome};
+use ukvm_tests::kvm_available;
 
 /// Whether this host's KVM is the PVM variant (software virtualisation).
 fn kvm_is_pvm() -> bool {
@@ -37,16 +37,12 @@ fn layout(lines: &[&str], key: &str) -> u64 {
         .unwrap_or_else(|| panic!("{key} not in {line}"))
 }
 
-fn run_user64() -> Outcome {
-    run_ukvm(["--kernel".into(), guest("user64").into_os_string()])
-}
-
 #[test]
 fn syscall_from_user_mode_enters_ring_0_and_sysret_returns() {
     if !kvm_available() {
         return;
     }
-    let out = run_user64();
+    let out = ukvm_tests::user64::run();
     let lines = out.lines();
     assert!(lines.contains(&"PASS EFER.SCE set"), "{out:?}");
     assert!(
@@ -55,9 +51,7 @@ fn syscall_from_user_mode_enters_ring_0_and_sysret_returns() {
             .any(|l| l.starts_with("entering user mode at ")),
         "{out:?}"
     );
-    let ring3 = lines
-        .iter()
-        .find(|l| l.ends_with("(the SYSCALL entry ran in ring 3)"));
+    let ring3 = ukvm_tests::user64::ring3_syscall_fault(&out);
     if kvm_is_pvm() {
         let Some(line) = ring3 else {
             panic!(
