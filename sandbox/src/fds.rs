@@ -43,23 +43,27 @@ pub struct Fds {
 impl Fds {
     /// The fds of `role`; `None` for [`FdRole::Any`] (no fd condition).
     pub fn of(&self, role: FdRole) -> Option<Vec<RawFd>> {
-        Some(match role {
+        self.each(role).map(Iterator::collect)
+    }
+
+    /// [`Fds::of`] without collecting them.
+    fn each(&self, role: FdRole) -> Option<impl Iterator<Item = RawFd> + '_> {
+        let (first, list): (Option<RawFd>, &[RawFd]) = match role {
             FdRole::Any => return None,
-            FdRole::Vcpu => self.vcpu.into_iter().collect(),
-            FdRole::Vm => self.vm.into_iter().collect(),
-            FdRole::Output => {
-                let mut out = vec![libc::STDERR_FILENO];
-                out.extend(self.output.iter().filter(|&&fd| fd != libc::STDERR_FILENO));
-                out
-            }
-            FdRole::Events => self.events.clone(),
-            FdRole::Taps => self.taps.clone(),
-            FdRole::Disks => self.disks.clone(),
-            FdRole::Input => self.input.clone(),
-            FdRole::Gdb => self.gdb.clone(),
-            FdRole::CoreDir => self.core_dir.clone(),
-            FdRole::Core => self.core.clone(),
-        })
+            FdRole::Vcpu => (self.vcpu, &[]),
+            FdRole::Vm => (self.vm, &[]),
+            FdRole::Output => (Some(libc::STDERR_FILENO), &self.output),
+            FdRole::Events => (None, &self.events),
+            FdRole::Taps => (None, &self.taps),
+            FdRole::Disks => (None, &self.disks),
+            FdRole::Input => (None, &self.input),
+            FdRole::Gdb => (None, &self.gdb),
+            FdRole::CoreDir => (None, &self.core_dir),
+            FdRole::Core => (None, &self.core),
+        };
+        // stderr is an output fd whatever the list says: once.
+        let rest = list.iter().copied().filter(move |&fd| Some(fd) != first);
+        Some(first.into_iter().chain(rest))
     }
 
     /// Adds `other`'s fds to these (its vCPU and VM fds where these have
@@ -90,33 +94,68 @@ impl Fds {
 /// `value`.
 pub type ArgEq = (u8, u64);
 
+/// The comparisons of one alternative, all of which must hold: at most
+/// two (an fd and one other argument), kept inline so that building a
+/// filter allocates per pin, not per fd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conds {
+    len: u8,
+    list: [ArgEq; 2],
+}
+
+impl Conds {
+    fn new(first: Option<ArgEq>, rest: Option<ArgEq>) -> Conds {
+        let mut c = Conds {
+            len: 0,
+            list: [(0, 0); 2],
+        };
+        for cond in first.into_iter().chain(rest) {
+            c.list[usize::from(c.len)] = cond;
+            c.len += 1;
+        }
+        c
+    }
+}
+
+impl std::ops::Deref for Conds {
+    type Target = [ArgEq];
+    fn deref(&self) -> &[ArgEq] {
+        &self.list[..usize::from(self.len)]
+    }
+}
+
+impl AsRef<[ArgEq]> for Conds {
+    fn as_ref(&self) -> &[ArgEq] {
+        self
+    }
+}
+
 impl Pin {
     /// The argument comparisons that let a call through: `None` for any
-    /// arguments, otherwise one list per alternative (all of a list must
-    /// hold; any list will do). An empty outer list allows nothing: the
+    /// arguments, otherwise one [`Conds`] per alternative (all of one
+    /// must hold; any one will do). An empty list allows nothing: the
     /// thread has no fd of the pinned role.
-    pub fn alternatives(self, fds: &Fds) -> Option<Vec<Vec<ArgEq>>> {
+    pub fn alternatives(self, fds: &Fds) -> Option<Vec<Conds>> {
         // Argument `at` is one of `role`'s fds, and `rest` holds.
-        let on_fds = |at: u8, role: FdRole, rest: &[ArgEq]| -> Vec<Vec<ArgEq>> {
-            match fds.of(role) {
-                None => vec![rest.to_vec()],
+        let on_fds = |at: u8, role: FdRole, rest: Option<ArgEq>| -> Vec<Conds> {
+            match fds.each(role) {
+                None => vec![Conds::new(rest, None)],
+                // An fd is an int: compared as the low 32 bits.
                 Some(list) => list
-                    .into_iter()
-                    // An fd is an int: compared as the low 32 bits.
-                    .map(|fd| [&[(at, u64::from(fd as u32))], rest].concat())
+                    .map(|fd| Conds::new(Some((at, u64::from(fd as u32))), rest))
                     .collect(),
             }
         };
         match self {
             Pin::Any => None,
-            Pin::Arg(i, v) => Some(vec![vec![(i, v)]]),
-            Pin::Kick => Some(vec![vec![
-                (0, u64::from(std::process::id())),
-                (2, libc::SIGRTMIN() as u64),
-            ]]),
-            Pin::Ioctl(role, request) => Some(on_fds(0, role, &[(1, request)])),
-            Pin::Fd(role) => Some(on_fds(0, role, &[])),
-            Pin::FdAnd(at, role, arg, value) => Some(on_fds(at, role, &[(arg, value)])),
+            Pin::Arg(i, v) => Some(vec![Conds::new(Some((i, v)), None)]),
+            Pin::Kick => Some(vec![Conds::new(
+                Some((0, u64::from(std::process::id()))),
+                Some((2, libc::SIGRTMIN() as u64)),
+            )]),
+            Pin::Ioctl(role, request) => Some(on_fds(0, role, Some((1, request)))),
+            Pin::Fd(role) => Some(on_fds(0, role, None)),
+            Pin::FdAnd(at, role, arg, value) => Some(on_fds(at, role, Some((arg, value)))),
         }
     }
 }
@@ -131,14 +170,19 @@ mod tests {
             output: vec![7],
             ..Fds::default()
         };
+        let lists = |pin: Pin| {
+            pin.alternatives(&fds)
+                .map(|a| a.iter().map(|c| c.to_vec()).collect::<Vec<_>>())
+        };
         assert_eq!(
-            Pin::Fd(FdRole::Output).alternatives(&fds),
+            lists(Pin::Fd(FdRole::Output)),
             Some(vec![vec![(0, 2)], vec![(0, 7)]])
         );
-        assert_eq!(Pin::Fd(FdRole::Taps).alternatives(&fds), Some(vec![]));
+        assert_eq!(lists(Pin::Fd(FdRole::Taps)), Some(vec![]));
+        assert_eq!(lists(Pin::Ioctl(FdRole::Any, 5)), Some(vec![vec![(1, 5)]]));
         assert_eq!(
-            Pin::Ioctl(FdRole::Any, 5).alternatives(&fds),
-            Some(vec![vec![(1, 5)]])
+            lists(Pin::FdAnd(1, FdRole::Output, 2, 9)),
+            Some(vec![vec![(1, 2), (2, 9)], vec![(1, 7), (2, 9)]])
         );
         assert_eq!(Pin::Any.alternatives(&fds), None);
     }

@@ -8,22 +8,21 @@
 //! - [`seccomp`]: one filter per thread kind ([`ThreadKind`]), built with
 //!   `seccompiler` from the allowlist in [`allowlist`], where adding a
 //!   system call for a thread kind is one line. [`bpf_tree`] lays the
-//!   dispatch on the system call number out as a binary search, which keeps
-//!   installing a filter cheap; `rules` has seccompiler lay out only the
-//!   rules that differ in more than a value, which keeps building one
-//!   cheap; [`bpf_eval`] runs a filter without the kernel, for tests and
-//!   the install benchmark.
+//!   dispatch on the system call number out as a binary search and
+//!   [`bpf_args`] each call's argument checks with shared comparisons,
+//!   which keeps installing a filter cheap; [`bpf_eval`] runs a filter
+//!   without the kernel, for tests and the install benchmark.
 //! - a SIGSYS handler that names the refused system call on stderr before
 //!   the process dies of SIGSYS.
 
 #![deny(missing_docs)]
 
 pub mod allowlist;
+pub mod bpf_args;
 pub mod bpf_eval;
 pub mod bpf_tree;
 pub mod fds;
 pub mod jail;
-mod rules;
 pub mod seccomp;
 mod sigsys;
 

@@ -1,9 +1,7 @@
 //! Building and installing the per-thread seccomp filters.
 
 use crate::allowlist::{Pin, ThreadKind};
-use crate::bpf_tree::Checks;
-use crate::fds::Fds;
-use crate::rules::LastRule;
+use crate::fds::{Conds, Fds};
 use crate::{Error, Result};
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
@@ -67,8 +65,8 @@ fn entry_rules(kind: ThreadKind, pin: Pin, fds: &Fds) -> Result<Option<Vec<Secco
         .into_iter()
         .map(|conds| {
             let conds = conds
-                .into_iter()
-                .map(|(arg, value)| cond(kind, arg, value))
+                .iter()
+                .map(|&(arg, value)| cond(kind, arg, value))
                 .collect::<Result<Vec<_>>>()?;
             SeccompRule::new(conds).map_err(|source| Error::Filter { kind, source })
         })
@@ -103,31 +101,28 @@ fn calls(kind: ThreadKind, fds: &Fds) -> Result<BTreeMap<u32, Vec<SeccompRule>>>
         .collect())
 }
 
-/// Each allowed system call of `kind` with its argument checks as the
-/// tree lays them out ([`crate::bpf_tree`]); `None`: any arguments. The
-/// same decisions as [`calls`], built with far fewer allocations
-/// ([`LastRule`]).
-fn checks(kind: ThreadKind, fds: &Fds, reuse: bool) -> Result<BTreeMap<u32, Option<Checks>>> {
-    let mut calls: BTreeMap<u32, Option<Checks>> = BTreeMap::new();
-    let mut last = LastRule::default();
+/// Each allowed system call of `kind` with the alternatives that let it
+/// through ([`Pin::alternatives`], all of one pin's and the next's for
+/// the same call); `None`: any arguments. The same decisions as [`calls`],
+/// without seccompiler's rules.
+fn alternatives(kind: ThreadKind, fds: &Fds) -> BTreeMap<u32, Option<Vec<Conds>>> {
+    let mut calls: BTreeMap<u32, Option<Vec<Conds>>> = BTreeMap::new();
     for a in kind.allowlist() {
         // System call numbers are never negative.
         let nr = a.sysno.id() as u32;
-        let Some(alternatives) = a.pin.alternatives(fds) else {
+        let Some(list) = a.pin.alternatives(fds) else {
             calls.insert(nr, None);
             continue;
         };
         // No fd to allow: the entry adds nothing (not even "any").
-        if alternatives.is_empty() {
+        if list.is_empty() {
             continue;
         }
-        if let Some(checks) = calls.entry(nr).or_insert_with(|| Some(Checks::default())) {
-            for alt in &alternatives {
-                checks.allow_if(last.encode(kind, alt, reuse)?);
-            }
+        if let Some(all) = calls.entry(nr).or_insert_with(|| Some(Vec::new())) {
+            all.extend(list);
         }
     }
-    Ok(calls)
+    calls
 }
 
 /// What a refused call gets in `mode` (`None` for [`SeccompMode::Off`]).
@@ -165,7 +160,7 @@ pub fn filter(kind: ThreadKind, mode: SeccompMode, fds: &Fds) -> Result<Option<B
     // `RET mismatch`: the prelude, less that RET.
     let mut prelude = seccompiler_filter(kind, BTreeMap::new(), mismatch.clone())?;
     prelude.pop();
-    crate::bpf_tree::program(prelude, checks(kind, fds, true)?, u32::from(mismatch))
+    crate::bpf_tree::program(prelude, &alternatives(kind, fds), u32::from(mismatch))
         .map(Some)
         .map_err(|source| Error::Filter { kind, source })
 }
@@ -241,7 +236,7 @@ mod tests {
         for a in kind.allowlist() {
             for alternative in a.pin.alternatives(fds).unwrap_or_default() {
                 let mut good = [0u64; 6];
-                for &(i, v) in &alternative {
+                for &(i, v) in alternative.iter() {
                     good[usize::from(i)] = v;
                     pinned.push((usize::from(i), v));
                 }
@@ -273,49 +268,56 @@ mod tests {
         (0..=512).chain([0x4000_0000, 0x4000_0010, i32::MAX, -1])
     }
 
+    /// Checks that `kind`'s filter over `fds` decides every call of
+    /// [`numbers`] with [`argument_vectors`] as seccompiler's layout does;
+    /// the number of `RET`s in it.
+    fn decides_as_seccompiler(kind: ThreadKind, mode: SeccompMode, fds: &Fds) -> usize {
+        let vectors = argument_vectors(kind, fds);
+        let tree = filter(kind, mode, fds).unwrap().unwrap();
+        let linear = seccompiler_layout(kind, mode, fds).unwrap().unwrap();
+        let mut allowed = 0;
+        for nr in numbers() {
+            for (i, &args) in vectors.iter().enumerate() {
+                // i386 calls (compat arch) with a few vectors.
+                let arches = if i < 4 {
+                    &[AUDIT_ARCH_X86_64, 0x4000_0003][..]
+                } else {
+                    &[AUDIT_ARCH_X86_64]
+                };
+                for &arch in arches {
+                    let data = SeccompData { nr, arch, args };
+                    let want = run(&linear, &data).unwrap().0;
+                    let got = run(&tree, &data).unwrap().0;
+                    assert_eq!(got, want, "{kind} {mode:?} {data:x?}");
+                    allowed += usize::from(got == libc::SECCOMP_RET_ALLOW);
+                }
+            }
+        }
+        // Both allowing nothing (or everything) would also agree.
+        assert!(allowed > 0 && allowed < vectors.len() * 517, "{kind}");
+        tree.iter().filter(|i| i.code == 0x06).count()
+    }
+
     #[test]
     fn the_tree_decides_every_call_as_seccompilers_layout_does() {
         for kind in ThreadKind::ALL {
-            let vectors = argument_vectors(kind, &fds());
             for mode in MODES {
-                let tree = filter(kind, mode, &fds()).unwrap().unwrap();
-                let linear = seccompiler_layout(kind, mode, &fds()).unwrap().unwrap();
-                let mut allowed = 0;
-                for nr in numbers() {
-                    for (i, &args) in vectors.iter().enumerate() {
-                        // i386 calls (compat arch) with a few vectors.
-                        let arches = if i < 4 {
-                            &[AUDIT_ARCH_X86_64, 0x4000_0003][..]
-                        } else {
-                            &[AUDIT_ARCH_X86_64]
-                        };
-                        for &arch in arches {
-                            let data = SeccompData { nr, arch, args };
-                            let want = run(&linear, &data).unwrap().0;
-                            let got = run(&tree, &data).unwrap().0;
-                            assert_eq!(got, want, "{kind} {mode:?} {data:x?}");
-                            allowed += usize::from(got == libc::SECCOMP_RET_ALLOW);
-                        }
-                    }
-                }
-                // Both allowing nothing (or everything) would also agree.
-                assert!(allowed > 0 && allowed < vectors.len() * 517, "{kind}");
+                // The architecture check's RET, then the shared pair.
+                assert_eq!(decides_as_seccompiler(kind, mode, &fds()), 3, "{kind}");
             }
         }
     }
 
     #[test]
-    fn reused_rules_are_what_seccompiler_lays_out() {
-        let mut many = fds();
-        many.events = (30..40).collect();
-        many.taps = vec![41, 42, 43];
-        for fds in [fds(), many] {
-            for kind in ThreadKind::ALL {
-                let reused = checks(kind, &fds, true).unwrap();
-                assert_eq!(reused, checks(kind, &fds, false).unwrap(), "{kind}");
-                assert!(reused.values().flatten().any(|c| !c.is_empty()), "{kind}");
-            }
-        }
+    fn so_does_a_filter_too_long_for_shared_rets() {
+        // 50 eventfds (a queue notifier each), 8 TAPs, 8 disks.
+        let many = Fds {
+            events: (100..150).collect(),
+            taps: (30..38).collect(),
+            disks: (40..48).collect(),
+            ..fds()
+        };
+        assert!(decides_as_seccompiler(ThreadKind::Vcpu, SeccompMode::Kill, &many) > 3);
     }
 
     /// Instructions a call of `nr` walks, with arguments that satisfy no pin.
