@@ -104,6 +104,46 @@ pub enum Pin {
     Kick,
 }
 
+/// The interrupt controller of a VM, which decides a few of its threads'
+/// calls: the timers and the injection of ukvm's own PIC and PIT, the
+/// lines and halt watchdog of KVM's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Irqchip {
+    /// None (Solo5 hvt guests take no interrupts), or a thread that raises
+    /// none (the console's: COM1's line is a kick or an irqfd).
+    #[default]
+    None,
+    /// ukvm's own 8259A pair and 8254.
+    Userspace,
+    /// KVM's in-kernel PIC, IOAPIC and PIT.
+    Kvm,
+}
+
+/// Which threads an entry is for, by their VM's interrupt controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Only {
+    /// Every thread of the kind.
+    Always,
+    /// Threads of VMs with ukvm's own controller.
+    Userspace,
+    /// Threads of VMs with KVM's controller.
+    Kvm,
+    /// Threads of VMs with either.
+    AnyIrqchip,
+}
+
+impl Only {
+    /// Whether the entry is in the filter of a thread whose VM has `chip`.
+    pub fn holds(self, chip: Irqchip) -> bool {
+        match self {
+            Only::Always => true,
+            Only::Userspace => chip == Irqchip::Userspace,
+            Only::Kvm => chip == Irqchip::Kvm,
+            Only::AnyIrqchip => chip != Irqchip::None,
+        }
+    }
+}
+
 /// One allowed system call with its pinned arguments.
 #[derive(Debug, Clone, Copy)]
 pub struct Allowed {
@@ -113,10 +153,27 @@ pub struct Allowed {
     pub pin: Pin,
     /// Why the thread needs it (the README lists this).
     pub why: &'static str,
+    /// Which threads of the kind need it.
+    pub only: Only,
 }
 
 const fn allow(sysno: Sysno, pin: Pin, why: &'static str) -> Allowed {
-    Allowed { sysno, pin, why }
+    Allowed {
+        sysno,
+        pin,
+        why,
+        only: Only::Always,
+    }
+}
+
+/// An entry for the threads of VMs with the interrupt controller `only`.
+const fn allow_for(only: Only, sysno: Sysno, pin: Pin, why: &'static str) -> Allowed {
+    Allowed {
+        sysno,
+        pin,
+        why,
+        only,
+    }
 }
 
 const KVMIO: u64 = 0xAE;
@@ -217,7 +274,7 @@ pub static COMMON: &[Allowed] = &[
     allow(Sysno::read, Pin::Fd(Events), "eventfds: queue notifications, kicks, stop requests"),
     allow(Sysno::write, Pin::Fd(Events), "eventfds: kicks, stop requests, interrupts, queue notifications"),
     allow(Sysno::write, Pin::Fd(Output), "stderr (warnings, this filter's message), the serial console, a --timings file"),
-    allow(Sysno::ioctl, Pin::Ioctl(VmFd, KVM_IRQ_LINE), "PCI INTx interrupt lines"),
+    allow_for(Only::Kvm, Sysno::ioctl, Pin::Ioctl(VmFd, KVM_IRQ_LINE), "PCI INTx interrupt lines"),
     allow(Sysno::tgkill, Pin::Kick, "kicks the vCPU thread out of KVM_RUN (SIGRTMIN, this process only)"),
     allow(Sysno::getpid, Pin::Any, "pthread_kill (the kick from a stop request) asks for the pid before tgkill"),
     allow(Sysno::ioctl, Pin::Ioctl(AnyFd, TCGETS), "reads the host terminal's mode before restoring it (isatty)"),
@@ -235,12 +292,12 @@ pub static COMMON: &[Allowed] = &[
 #[rustfmt::skip]
 pub static VCPU: &[Allowed] = &[
     allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_RUN), "runs the guest"),
-    allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_INTERRUPT), "injects the userspace PIC's interrupts"),
-    allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_GET_MP_STATE), "halt watchdog (KVM's irqchip): is the vCPU halted?"),
-    allow(Sysno::timer_create, Pin::Any, "the PIT's timer when the guest first arms it; the halt watchdog's"),
-    allow(Sysno::timer_settime, Pin::Any, "arms the PIT's timer for channel 0's next edge"),
-    allow(Sysno::timer_delete, Pin::Any, "drops the timers when the run ends"),
-    allow(Sysno::gettid, Pin::Any, "the timers signal the thread running the vCPU"),
+    allow_for(Only::Userspace, Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_INTERRUPT), "injects the userspace PIC's interrupts"),
+    allow_for(Only::Kvm, Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_GET_MP_STATE), "halt watchdog (KVM's irqchip): is the vCPU halted?"),
+    allow_for(Only::AnyIrqchip, Sysno::timer_create, Pin::Any, "the PIT's timer when the guest first arms it; the halt watchdog's"),
+    allow_for(Only::AnyIrqchip, Sysno::timer_settime, Pin::Any, "arms the PIT's timer for channel 0's next edge"),
+    allow_for(Only::AnyIrqchip, Sysno::timer_delete, Pin::Any, "drops the timers when the run ends"),
+    allow_for(Only::AnyIrqchip, Sysno::gettid, Pin::Any, "the timers signal the thread running the vCPU"),
     allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_GET_REGS), "instruction completion, crash reports"),
     allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_SET_REGS), "instruction completion"),
     allow(Sysno::ioctl, Pin::Ioctl(VcpuFd, KVM_GET_SREGS), "instruction completion (paging mode)"),
@@ -316,6 +373,12 @@ pub fn markdown() -> String {
                 Pin::Fd(fd) => format!("{} fds", fd_name(fd)),
                 Pin::FdAnd(i, fd, j, v) => format!("arg{i}: {} fd, arg{j} = {v:#x}", fd_name(fd)),
                 Pin::Kick => "own pid, SIGRTMIN".to_string(),
+            };
+            let pin = match a.only {
+                Only::Always => pin,
+                Only::Userspace => format!("{pin}; ukvm's PIC and PIT only"),
+                Only::Kvm => format!("{pin}; KVM's irqchip only"),
+                Only::AnyIrqchip => format!("{pin}; with an interrupt controller"),
             };
             out.push_str(&format!(
                 "| {thread} | {} | {pin} | {} |\n",

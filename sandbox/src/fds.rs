@@ -7,7 +7,7 @@
 //! seccomp compares arguments against constants only, so "write on fd 1
 //! or fd 7" becomes one rule per fd ([`Pin::alternatives`]).
 
-use crate::allowlist::{FdRole, Pin};
+use crate::allowlist::{Allowed, FdRole, Irqchip, Pin};
 use std::os::fd::RawFd;
 
 /// The fds of one thread (or of a whole VM), by role. An empty role
@@ -38,6 +38,9 @@ pub struct Fds {
     pub core_dir: Vec<RawFd>,
     /// The fd reserved for writing a core.
     pub core: Vec<RawFd>,
+    /// The VM's interrupt controller, if the thread serves it: decides
+    /// the entries of [`crate::allowlist::Only`] other than `Always`.
+    pub irqchip: Irqchip,
 }
 
 impl Fds {
@@ -71,6 +74,9 @@ impl Fds {
     pub fn extend(&mut self, other: &Fds) {
         self.vcpu = self.vcpu.or(other.vcpu);
         self.vm = self.vm.or(other.vm);
+        if self.irqchip == Irqchip::None {
+            self.irqchip = other.irqchip;
+        }
         for (mine, theirs) in [
             (&mut self.output, &other.output),
             (&mut self.events, &other.events),
@@ -87,6 +93,13 @@ impl Fds {
                 }
             }
         }
+    }
+}
+
+impl Allowed {
+    /// Whether the entry is in the filter of a thread that uses `fds`.
+    pub fn applies(&self, fds: &Fds) -> bool {
+        self.only.holds(fds.irqchip)
     }
 }
 

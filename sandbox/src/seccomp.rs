@@ -1,5 +1,7 @@
 //! Building and installing the per-thread seccomp filters.
 
+#[cfg(test)]
+use crate::allowlist::{Irqchip, Sysno};
 use crate::allowlist::{Pin, ThreadKind};
 use crate::fds::{Conds, Fds};
 use crate::{Error, Result};
@@ -78,7 +80,7 @@ fn entry_rules(kind: ThreadKind, pin: Pin, fds: &Fds) -> Result<Option<Vec<Secco
 /// arguments (seccompiler's convention).
 fn calls(kind: ThreadKind, fds: &Fds) -> Result<BTreeMap<u32, Vec<SeccompRule>>> {
     let mut rules: BTreeMap<u32, Option<Vec<SeccompRule>>> = BTreeMap::new();
-    for a in kind.allowlist() {
+    for a in kind.allowlist().filter(|a| a.applies(fds)) {
         // System call numbers are never negative.
         let nr = a.sysno.id() as u32;
         match entry_rules(kind, a.pin, fds)? {
@@ -107,7 +109,7 @@ fn calls(kind: ThreadKind, fds: &Fds) -> Result<BTreeMap<u32, Vec<SeccompRule>>>
 /// without seccompiler's rules.
 fn alternatives(kind: ThreadKind, fds: &Fds) -> BTreeMap<u32, Option<Vec<Conds>>> {
     let mut calls: BTreeMap<u32, Option<Vec<Conds>>> = BTreeMap::new();
-    for a in kind.allowlist() {
+    for a in kind.allowlist().filter(|a| a.applies(fds)) {
         // System call numbers are never negative.
         let nr = a.sysno.id() as u32;
         let Some(list) = a.pin.alternatives(fds) else {
@@ -215,6 +217,8 @@ mod tests {
             input: vec![18],
             core_dir: vec![19],
             core: vec![20],
+            // KVM's: KVM_IRQ_LINE's rule has an fd and a request.
+            irqchip: Irqchip::Kvm,
             ..Fds::default()
         }
     }
@@ -233,7 +237,7 @@ mod tests {
     fn argument_vectors(kind: ThreadKind, fds: &Fds) -> Vec<[u64; 6]> {
         let mut out = vec![[0; 6], [u64::MAX; 6]];
         let mut pinned = Vec::new();
-        for a in kind.allowlist() {
+        for a in kind.allowlist().filter(|a| a.applies(fds)) {
             for alternative in a.pin.alternatives(fds).unwrap_or_default() {
                 let mut good = [0u64; 6];
                 for &(i, v) in alternative.iter() {
@@ -315,9 +319,49 @@ mod tests {
             events: (100..150).collect(),
             taps: (30..38).collect(),
             disks: (40..48).collect(),
+            irqchip: Irqchip::Userspace,
             ..fds()
         };
         assert!(decides_as_seccompiler(ThreadKind::Vcpu, SeccompMode::Kill, &many) > 3);
+    }
+
+    #[test]
+    fn calls_for_another_interrupt_controller_are_refused() {
+        let allowed = |chip: Irqchip, nr: Sysno, args: [u64; 6]| {
+            let fds = Fds {
+                irqchip: chip,
+                ..fds()
+            };
+            let p = filter(ThreadKind::Vcpu, SeccompMode::Kill, &fds)
+                .unwrap()
+                .unwrap();
+            let data = SeccompData {
+                nr: nr.id(),
+                arch: AUDIT_ARCH_X86_64,
+                args,
+            };
+            run(&p, &data).unwrap().0 == libc::SECCOMP_RET_ALLOW
+        };
+        let on_vcpu = |req| [10, req, 0, 0, 0, 0];
+        let interrupt = on_vcpu(crate::allowlist::ioctl::KVM_INTERRUPT);
+        let mp_state = on_vcpu(crate::allowlist::ioctl::KVM_GET_MP_STATE);
+        let irq_line = [11, crate::allowlist::ioctl::KVM_IRQ_LINE, 0, 0, 0, 0];
+        let run_ = on_vcpu(crate::allowlist::ioctl::KVM_RUN);
+        use Irqchip::{Kvm, None as NoChip, Userspace};
+        for (chip, want) in [
+            (NoChip, [false, false, false, false]),
+            (Userspace, [true, false, false, true]),
+            (Kvm, [false, true, true, true]),
+        ] {
+            let got = [
+                allowed(chip, Sysno::ioctl, interrupt),
+                allowed(chip, Sysno::ioctl, mp_state),
+                allowed(chip, Sysno::ioctl, irq_line),
+                allowed(chip, Sysno::timer_create, [0; 6]),
+            ];
+            assert_eq!(got, want, "{chip:?}");
+            assert!(allowed(chip, Sysno::ioctl, run_), "{chip:?}");
+        }
     }
 
     /// Instructions a call of `nr` walks, with arguments that satisfy no pin.

@@ -10,7 +10,7 @@
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Output};
-use ukvm_sandbox::allowlist::{FdRole, Pin, Sysno};
+use ukvm_sandbox::allowlist::{FdRole, Irqchip, Only, Pin, Sysno};
 use ukvm_sandbox::{seccomp, Fds, SeccompMode, ThreadKind};
 
 const CASE: &str = "UKVM_FILTER_CASE";
@@ -64,6 +64,7 @@ fn child_fds() -> Fds {
         gdb: vec![open()],
         core_dir: vec![open()],
         core: vec![open()],
+        irqchip: Irqchip::None,
     }
 }
 
@@ -90,7 +91,14 @@ fn child() {
     let parts: Vec<&str> = case.split(':').collect();
     let kind = kind_from(parts[0]);
     let mode = parts[3].parse::<SeccompMode>().expect("mode");
-    let fds = child_fds();
+    let mut fds = child_fds();
+    // The interrupt controller the case names (the entry's, for entries
+    // only some VMs' threads get).
+    fds.irqchip = match parts.get(4).copied() {
+        Some("userspace") => Irqchip::Userspace,
+        Some("kvm") => Irqchip::Kvm,
+        _ => Irqchip::None,
+    };
     // SAFETY: ignoring a signal and asking the thread id have no
     // preconditions; both happen before the filter forbids them.
     let tid = unsafe {
@@ -269,9 +277,15 @@ fn every_allowed_call_passes_with_its_arguments_and_dies_without_them() {
                 // every child ends through exit_group anyway.
                 continue;
             }
-            let what = format!("{kind} {name} {:?}", entry.pin);
+            let what = format!("{kind} {name} {:?} {:?}", entry.pin, entry.only);
             let k = case_name(kind);
-            let good = spawn(&format!("{k}:{i}:good:on"));
+            // A VM whose interrupt controller the entry is for.
+            let chip = match entry.only {
+                Only::Userspace | Only::AnyIrqchip => "userspace",
+                Only::Kvm => "kvm",
+                Only::Always => "none",
+            };
+            let good = spawn(&format!("{k}:{i}:good:on:{chip}"));
             assert_eq!(
                 good.status.code(),
                 Some(0),
@@ -282,18 +296,45 @@ fn every_allowed_call_passes_with_its_arguments_and_dies_without_them() {
             if entry.pin == Pin::Any {
                 continue;
             }
-            assert_killed(&spawn(&format!("{k}:{i}:value:on")), &what, name);
+            assert_killed(&spawn(&format!("{k}:{i}:value:on:{chip}")), &what, name);
             if matches!(entry.pin, Pin::Ioctl(role, _) if role != FdRole::Any)
                 || matches!(entry.pin, Pin::FdAnd(..) | Pin::Kick)
             {
                 assert_killed(
-                    &spawn(&format!("{k}:{i}:fd:on")),
+                    &spawn(&format!("{k}:{i}:fd:on:{chip}")),
                     &format!("{what} on fd 0"),
                     name,
                 );
             }
         }
     }
+}
+
+#[test]
+fn calls_for_another_interrupt_controller_kill() {
+    // Each entry that only some VMs' threads get, made with good arguments
+    // by a thread whose VM has another controller (or none).
+    let mut checked = 0;
+    for kind in ThreadKind::ALL {
+        for (i, entry) in kind.allowlist().enumerate() {
+            let others: &[&str] = match entry.only {
+                Only::Always => continue,
+                Only::Userspace => &["none", "kvm"],
+                Only::Kvm => &["none", "userspace"],
+                Only::AnyIrqchip => &["none"],
+            };
+            let k = case_name(kind);
+            for chip in others {
+                let what = format!("{kind} {} {:?} under {chip}", entry.sysno.name(), entry.pin);
+                let out = spawn(&format!("{k}:{i}:good:on:{chip}"));
+                assert_killed(&out, &what, entry.sysno.name());
+                checked += 1;
+            }
+        }
+    }
+    // KVM_IRQ_LINE on all three kinds, KVM_INTERRUPT, KVM_GET_MP_STATE,
+    // the timers and gettid.
+    assert!(checked >= 12, "{checked}");
 }
 
 #[test]

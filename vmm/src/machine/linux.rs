@@ -19,7 +19,8 @@ pub(crate) struct LinuxMachine(PcMachine, Option<std::os::fd::RawFd>);
 impl LinuxMachine {
     /// Opens the PC machine's device backends.
     pub(crate) fn new(cfg: &VmConfig) -> Result<Self> {
-        PcMachine::new(cfg).map(|pc| LinuxMachine(pc, None))
+        // Linux always gets KVM's irqchip, whatever --irqchip says.
+        PcMachine::new(cfg).map(|pc| LinuxMachine(pc.with_kvm_irqchip(), None))
     }
 }
 

@@ -25,6 +25,7 @@ use ukvm_devices::serial::{self, Serial};
 use ukvm_devices::virtio::VirtioDevice;
 use ukvm_devices::Bus;
 use ukvm_devices::{pic, pit};
+use ukvm_sandbox::allowlist::Irqchip;
 use ukvm_sandbox::Fds;
 use ukvm_virtio_blk::Block;
 use ukvm_virtio_net::{Net, Tap};
@@ -63,6 +64,12 @@ impl PcMachine {
         let nets = net::make_nics(taps)?;
         let devices = disks.iter().map(|d| d as &dyn VirtioDevice);
         fds.events = pci::queue_event_fds(devices.chain(nets.iter().map(|n| n as _)));
+        // The filters allow the calls of this machine's interrupt
+        // controller only (ukvm_sandbox::allowlist::Only).
+        fds.irqchip = match cfg.irqchip {
+            IrqChipKind::Kvm => Irqchip::Kvm,
+            IrqChipKind::Userspace => Irqchip::Userspace,
+        };
         Ok(PcMachine {
             disks,
             nets,
@@ -70,6 +77,14 @@ impl PcMachine {
             irqchip: cfg.irqchip,
             chip: None,
         })
+    }
+
+    /// The same machine with KVM's in-kernel irqchip, whatever
+    /// `--irqchip` said (Linux-style guests need its APICs).
+    pub(crate) fn with_kvm_irqchip(mut self) -> Self {
+        self.irqchip = IrqChipKind::Kvm;
+        self.fds.irqchip = Irqchip::Kvm;
+        self
     }
 
     /// ukvm's PIC pair, made once: the PCI lines level-triggered.
