@@ -29,11 +29,13 @@
 //! ```text
 //! prelude (architecture check)   LD nr
 //! tree:   JGE pivot → right half, else left half ...
-//!         leaf: JEQ nr → RET ALLOW, or JEQ nr over JA block; ...
-//!               RET mismatch, RET ALLOW
-//! blocks: per call with argument checks (bpf_args::block)
-//! RET mismatch
+//!         leaf: JEQ nr → allow, or JEQ nr over JA block; ...; refuse
+//! blocks: per call with argument checks (bpf_args), then refuse
+//! RET mismatch, RET ALLOW
 //! ```
+//! In the shared layout (`Rets`) "allow" is a `JEQ` to the final
+//! `RET ALLOW` and "refuse" a `JA` to the final `RET mismatch`; a program
+//! too long for those 8-bit `JEQ` offsets gets its `RET`s in place.
 //! Conditional jumps carry 8-bit offsets: the tree's only long ones (over
 //! a left half longer than 255) become `JGE` + `JA`, and leaves reach
 //! blocks through `JA` (32-bit). The final `RET mismatch` ends the
@@ -69,7 +71,7 @@ pub(crate) fn ja(k: usize) -> sock_filter {
     insn(BPF_JMP_JA, u32::try_from(k).unwrap_or(u32::MAX), 0, 0)
 }
 
-pub(crate) fn ret(action: u32) -> sock_filter {
+fn ret(action: u32) -> sock_filter {
     insn(BPF_RET_K, action, 0, 0)
 }
 

@@ -1,7 +1,5 @@
 //! Building and installing the per-thread seccomp filters.
 
-#[cfg(test)]
-use crate::allowlist::{Irqchip, Sysno};
 use crate::allowlist::{Pin, ThreadKind};
 use crate::fds::{Conds, Fds};
 use crate::{Error, Result};
@@ -200,6 +198,7 @@ pub fn install(kind: ThreadKind, mode: SeccompMode, fds: &Fds) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::allowlist::{Irqchip, Sysno};
     use crate::bpf_eval::{run, SeccompData, AUDIT_ARCH_X86_64};
 
     const MODES: [SeccompMode; 2] = [SeccompMode::Kill, SeccompMode::Log];
