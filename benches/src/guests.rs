@@ -60,14 +60,6 @@ impl Drop for BenchTap {
     }
 }
 
-/// The benchmark's guests, built from tests/guests into `dir`; files they
-/// need (disk images) are made in `scratch`. With `tap`, the tiny guest
-/// also runs with a disk and a NIC on it attached.
-///
-/// Every guest exits through port 0x501 (`exit=3`: odd statuses use QEMU's
-/// isa-debug-exit) so every monitor ends them the same way. The NIC guest
-/// (tests/guests/net.c) is not here: it serves until killed and needs a
-/// TAP device; its throughput is benchmarked by scripts/net-bench.sh.
 /// Copies the test guests (`*.bin` in `dir`) into `scratch/g` and returns
 /// that directory. A Multiboot guest's command line starts with its kernel's
 /// path, as GRUB and QEMU pass it, and our guests skip that word one
@@ -91,6 +83,14 @@ pub fn copy_guests(dir: &Path, scratch: &Path) -> Result<PathBuf, String> {
     Ok(to)
 }
 
+/// The benchmark's guests, built from tests/guests into `dir`; files they
+/// need (disk images) are made in `scratch`. With `tap`, the tiny guest
+/// also runs with a disk and a NIC on it attached.
+///
+/// Every guest exits through port 0x501 (`exit=3`: odd statuses use QEMU's
+/// isa-debug-exit) so every monitor ends them the same way. The NIC guest
+/// (tests/guests/net.c) is not here: it serves until killed and needs a
+/// TAP device; its throughput is benchmarked by scripts/net-bench.sh.
 pub fn all(dir: &Path, scratch: &Path, tap: Option<&BenchTap>) -> Result<Vec<Guest>, String> {
     let disk = scratch.join("disk.raw");
     std::fs::File::create(&disk)
